@@ -1,0 +1,147 @@
+"""Orbax checkpoints of a training run.
+
+A run directory holds:
+  state/<step>/  the latest `keep` full train states (params, optimizer state, step, RNG) for resume
+  best/<step>/   the params with the best test accuracy so far, for inference
+  summary.json, metrics.jsonl  written by training
+A shipped, params-only checkpoint is a run directory with `best/` alone.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+from digitrec_jax.config import TrainConfig
+
+_HOW_TO_GET_ONE = 'train one with `python train.py --checkpoint-dir DIR`'
+
+
+class CheckpointError(RuntimeError):
+  """A checkpoint is missing, unreadable or does not fit; the message says how to fix it."""
+
+
+def _manager(directory: Path, item_names: tuple[str, ...], keep: int, read_only: bool) -> ocp.CheckpointManager:
+  # A reader opens with create=False rather than read_only=True, which only adds warnings.
+  options = ocp.CheckpointManagerOptions(
+      max_to_keep=None if read_only else keep,
+      create=not read_only,
+      # Saves are synchronous: the next dispatch donates the state's buffers, so an
+      # async save could otherwise read memory that XLA is already reusing.
+      enable_async_checkpointing=False,
+  )
+  return ocp.CheckpointManager(directory, options=options, item_names=item_names)
+
+
+def _with_sharding(abstract: Any, sharding: jax.sharding.Sharding) -> Any:
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), abstract)
+
+
+class RunCheckpoints:
+  """The two checkpoint managers of one run directory."""
+
+  def __init__(self, workdir: str | Path, keep: int = 3):
+    self.workdir = Path(workdir).expanduser().absolute()
+    if self.workdir.exists() and not self.workdir.is_dir():
+      raise CheckpointError(f'checkpoint dir {self.workdir} is a file; pass a folder to --checkpoint-dir')
+    if (self.workdir / 'best').is_dir() and not (self.workdir / 'state').exists():
+      raise CheckpointError(f'{self.workdir} holds a params-only (shipped or exported) checkpoint; '
+                            'train into another --checkpoint-dir')
+    self._state = _manager(self.workdir / 'state', ('state', 'config'), keep, read_only=False)
+    self._best = _manager(self.workdir / 'best', ('params', 'config', 'metrics'), 1, read_only=False)
+
+  def latest_step(self) -> int | None:
+    return self._state.latest_step()
+
+  def saved_config(self, step: int) -> TrainConfig:
+    return _read_config(self._state, step, self.workdir / 'state')
+
+  def restore_state(self, step: int, abstract_state: Any, sharding: jax.sharding.Sharding) -> Any:
+    """The train state at `step`, placed with `sharding`."""
+    target = _with_sharding(abstract_state, sharding)
+    try:
+      restored = self._state.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
+    except Exception as e:
+      raise CheckpointError(f'cannot restore {self.workdir / "state" / str(step)} ({type(e).__name__}); '
+                            'delete that step folder to resume from an earlier one, or pass --no-resume '
+                            'with a new --checkpoint-dir') from None
+    return restored.state
+
+  def save_state(self, step: int, state: Any, config: TrainConfig) -> None:
+    self._state.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state), config=ocp.args.JsonSave(config.to_dict())))
+
+  def save_best(self, step: int, params: Any, config: TrainConfig, metrics: dict[str, float]) -> None:
+    self._best.save(step, args=ocp.args.Composite(
+        params=ocp.args.StandardSave(params), config=ocp.args.JsonSave(config.to_dict()),
+        metrics=ocp.args.JsonSave(metrics)))
+
+  def best_metrics(self) -> dict[str, float] | None:
+    step = self._best.latest_step()
+    if step is None:
+      return None
+    return dict(self._best.restore(step, args=ocp.args.Composite(metrics=ocp.args.JsonRestore())).metrics)
+
+  def close(self) -> None:
+    self._state.wait_until_finished()
+    self._best.wait_until_finished()
+    self._state.close()
+    self._best.close()
+
+
+def _read_config(manager: ocp.CheckpointManager, step: int, where: Path) -> TrainConfig:
+  try:
+    raw = manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore())).config
+    return TrainConfig.from_dict(dict(raw))
+  except Exception as e:
+    raise CheckpointError(f'cannot read the config of {where / str(step)} ({type(e).__name__}); '
+                          f'the checkpoint is corrupt: {_HOW_TO_GET_ONE}') from None
+
+
+def restore_params(checkpoint_dir: str | Path) -> tuple[Any, TrainConfig]:
+  """Params (on the default device) and config of a run dir, preferring its best checkpoint."""
+  from digitrec_jax import model as model_lib
+  from digitrec_jax import training
+
+  root = Path(checkpoint_dir).expanduser().absolute()
+  if not root.exists():
+    raise CheckpointError(f'checkpoint dir {root} does not exist; {_HOW_TO_GET_ONE}')
+  if not root.is_dir():
+    raise CheckpointError(f'checkpoint dir {root} is a file, not a folder; {_HOW_TO_GET_ONE}')
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  for sub, items in (('best', ('params', 'config', 'metrics')), ('state', ('state', 'config'))):
+    if not (root / sub).is_dir():
+      continue
+    manager = _manager(root / sub, items, keep=1, read_only=True)
+    step = manager.latest_step()
+    if step is None:
+      continue
+    config = _read_config(manager, step, root / sub)
+    model = model_lib.CNN.from_config(config.model)
+    try:
+      if sub == 'best':
+        abstract = jax.eval_shape(lambda: model_lib.init_params(model, jax.random.key(0)))
+        args = ocp.args.Composite(params=ocp.args.StandardRestore(_with_sharding(abstract, device)))
+        params = manager.restore(step, args=args).params
+      else:
+        abstract = jax.eval_shape(lambda: training.create_train_state(config))
+        args = ocp.args.Composite(state=ocp.args.StandardRestore(_with_sharding(abstract, device)))
+        params = manager.restore(step, args=args).state.params
+    except Exception as e:
+      raise CheckpointError(f'cannot restore {root / sub / str(step)} ({type(e).__name__}); the checkpoint '
+                            f'is corrupt or from another model: {_HOW_TO_GET_ONE}') from None
+    finally:
+      manager.close()
+    return params, config
+  raise CheckpointError(f'no checkpoint in {root}; {_HOW_TO_GET_ONE}')
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+  """Writes JSON atomically: a crash leaves the old file or the new one, never half of one."""
+  tmp = path.with_suffix(path.suffix + '.tmp')
+  tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + '\n')
+  tmp.replace(path)
