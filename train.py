@@ -40,7 +40,7 @@ def _int(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
   from digitrec_jax.config import TrainConfig
   d = TrainConfig()
-  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+  p = argparse.ArgumentParser(prog='train.py', description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
   p.add_argument('--steps', type=_positive_int, default=d.steps, help='train until this step')
   p.add_argument('--batch-size', type=_positive_int, default=d.batch_size,
                  help='global batch, split over all devices')

@@ -19,10 +19,10 @@ from digitrec_jax.model import IMAGE_SHAPE
 DATA_DIR_ENV = 'DIGITREC_DATA_DIR'
 DOWNLOAD_DIR = '~/tensorflow_datasets/downloads'  # TFDS's own default cache
 SPLITS = {
-    'train': ('train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz', 60_000),
-    'test': ('t10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz', 10_000),
+    'train': ('train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz'),
+    'test': ('t10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz'),
 }
-FILE_NAMES = tuple(name for images, labels, _ in SPLITS.values() for name in (images, labels))
+FILE_NAMES = tuple(name for pair in SPLITS.values() for name in pair)
 _IMAGES_MAGIC = 2051
 _LABELS_MAGIC = 2049
 
@@ -102,8 +102,8 @@ def _fetch(filenames: tuple[str, ...], data_dir: str | None) -> dict[str, Path]:
   return paths
 
 
-def _read_idx(path: Path, magic: int, count: int, item_shape: tuple[int, ...]) -> np.ndarray:
-  """Parses one gzipped IDX file, checking its magic number, count and size."""
+def _read_idx(path: Path, magic: int, item_shape: tuple[int, ...]) -> np.ndarray:
+  """Parses one gzipped IDX file, checking its magic number, item shape and length."""
   try:
     with gzip.open(path, 'rb') as f:
       raw = f.read()
@@ -117,12 +117,12 @@ def _read_idx(path: Path, magic: int, count: int, item_shape: tuple[int, ...]) -
     raise DataError(f'{path} has IDX magic number {header[0]}, expected {magic}; '
                     'replace it with the canonical file')
   shape = tuple(int(d) for d in header[1:])
-  if shape != (count, *item_shape):
-    raise DataError(f'{path} holds an array of shape {shape}, expected {(count, *item_shape)}; '
+  if shape[1:] != item_shape:
+    raise DataError(f'{path} holds items of shape {shape[1:]}, expected {item_shape}; '
                     'replace it with the canonical file')
   body = np.frombuffer(raw, dtype=np.uint8, offset=header_len)
   if body.size != int(np.prod(shape)):
-    raise DataError(f'{path} has {body.size} data bytes, expected {int(np.prod(shape))}; '
+    raise DataError(f'{path} has {body.size} data bytes, its header says {int(np.prod(shape))}; '
                     'replace it with the canonical file')
   return body.reshape(shape)
 
@@ -138,10 +138,13 @@ def load_mnist(split: str, data_dir: str | None = None) -> tuple[np.ndarray, np.
     raise ValueError(f'split must be one of {sorted(SPLITS)}, got {split!r}')
   if data_dir is None:
     data_dir = default_data_dir()
-  images_name, labels_name, count = SPLITS[split]
+  images_name, labels_name = SPLITS[split]
   paths = _fetch((images_name, labels_name), data_dir)
-  images = _read_idx(paths[images_name], _IMAGES_MAGIC, count, IMAGE_SHAPE[:2])
-  labels = _read_idx(paths[labels_name], _LABELS_MAGIC, count, ())
+  images = _read_idx(paths[images_name], _IMAGES_MAGIC, IMAGE_SHAPE[:2])
+  labels = _read_idx(paths[labels_name], _LABELS_MAGIC, ())
+  if len(images) != len(labels):
+    raise DataError(f'{paths[images_name]} has {len(images)} images but {paths[labels_name]} has '
+                    f'{len(labels)} labels; replace them with the canonical files')
   if labels.max(initial=0) > 9:
     raise DataError(f'{paths[labels_name]} has labels above 9; replace it with the canonical file')
-  return images.reshape((count, *IMAGE_SHAPE)), labels.astype(np.int32)
+  return images.reshape((len(images), *IMAGE_SHAPE)), labels.astype(np.int32)

@@ -1,0 +1,43 @@
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import train  # noqa: E402
+
+
+def test_main_trains_and_returns_zero(fake_mnist, tmp_path, capsys):
+  argv = ['--steps', '4', '--batch-size', '32', '--eval-every', '2', '--seed', '3',
+          '--data-dir', str(fake_mnist), '--checkpoint-dir', str(tmp_path / 'run')]
+  assert train.main(argv) == 0
+  lines = capsys.readouterr().out.strip().splitlines()
+  assert [line.split(':')[0] for line in lines] == ['step 2', 'step 4', 'step 4']
+  assert lines[-1].startswith('step 4: test accuracy ') and lines[-1].endswith(f'{tmp_path / "run"}/summary.json')
+  summary = json.loads((tmp_path / 'run' / 'summary.json').read_text())
+  assert summary['step'] == 4 and summary['config']['seed'] == 3 and summary['config']['batch_size'] == 32
+
+
+@pytest.mark.parametrize('flag, value, message', [
+    ('--steps', '0', "argument --steps: expected a positive integer, got '0'"),
+    ('--steps', '-5', "argument --steps: expected a positive integer, got '-5'"),
+    ('--steps', 'abc', "argument --steps: expected a positive integer, got 'abc'"),
+    ('--batch-size', '0', "argument --batch-size: expected a positive integer, got '0'"),
+    ('--learning-rate', '-0.1', "argument --learning-rate: expected a positive number, got '-0.1'"),
+    ('--eval-every', 'x', "argument --eval-every: expected a positive integer, got 'x'"),
+    ('--bogus', '1', 'unrecognized arguments: --bogus 1'),
+])
+def test_bad_flags_exit_2_with_a_message(flag, value, message, capsys):
+  with pytest.raises(SystemExit) as e:
+    train.main([flag, value])
+  assert e.value.code == 2
+  assert capsys.readouterr().err.strip().splitlines()[-1] == f'train.py: error: {message}'
+
+
+def test_missing_data_dir_is_one_line_and_exit_1(tmp_path, capsys):
+  code = train.main(['--steps', '1', '--data-dir', str(tmp_path / 'nope'), '--checkpoint-dir', str(tmp_path / 'run')])
+  err = capsys.readouterr().err
+  assert code == 1
+  assert err.count('\n') == 1
+  assert err.startswith(f'error: data dir {tmp_path / "nope"} does not exist or is not a folder; pass --data-dir')

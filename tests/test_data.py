@@ -1,0 +1,101 @@
+import gzip
+import importlib.util
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import synthetic_digits, write_idx
+from digitrec_jax import DataError, load_mnist
+from digitrec_jax import data as data_lib
+
+FILES = ('train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, '
+         't10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz')
+HINT = f'pass --data-dir DIR (or set DIGITREC_DATA_DIR=DIR) where DIR holds {FILES}'
+
+
+def test_fake_files_parse_to_images_and_labels(fake_mnist):
+  images, labels = load_mnist('train', str(fake_mnist))
+  expected_images, expected_labels = synthetic_digits(512, 0)
+  assert images.shape == (512, 28, 28, 1) and images.dtype == np.uint8
+  assert labels.shape == (512,) and labels.dtype == np.int32
+  np.testing.assert_array_equal(images, expected_images)
+  np.testing.assert_array_equal(labels, expected_labels)
+
+
+def test_data_dir_defaults_to_environment(fake_mnist, monkeypatch):
+  monkeypatch.setenv('DIGITREC_DATA_DIR', str(fake_mnist))
+  assert load_mnist('test')[0].shape == (200, 28, 28, 1)
+
+
+def test_bad_checksum_names_the_file(fake_mnist):
+  path = fake_mnist / 't10k-labels-idx1-ubyte.gz'
+  path.write_bytes(path.read_bytes()[:-3] + b'xyz')
+  with pytest.raises(DataError, match=r'^t10k-labels-idx1-ubyte.gz in .* does not match the sha256 TFDS '
+                                      r'registers for MNIST \(truncated or a different file\); replace it '
+                                      r'with the canonical file$'):
+    load_mnist('test', str(fake_mnist))
+
+
+def test_missing_folder_and_missing_files(tmp_path, fake_mnist):
+  with pytest.raises(DataError) as e:
+    load_mnist('train', str(tmp_path / 'nope'))
+  assert str(e.value) == f'data dir {tmp_path / "nope"} does not exist or is not a folder; {HINT}'
+  (fake_mnist / 'train-labels-idx1-ubyte.gz').unlink()
+  with pytest.raises(DataError) as e:
+    load_mnist('train', str(fake_mnist))
+  assert str(e.value) == f'data dir {fake_mnist} lacks train-labels-idx1-ubyte.gz; {HINT}'
+
+
+def test_no_data_and_no_network_fails_fast(tmp_path, monkeypatch, fake_mnist):
+  monkeypatch.setattr(data_lib, 'DOWNLOAD_DIR', str(tmp_path / 'downloads'))
+  monkeypatch.setattr(data_lib, '_reachable', lambda url: False)
+  with pytest.raises(DataError) as e:
+    load_mnist('test')
+  assert str(e.value) == ('cannot download MNIST (t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz): '
+                          f'no network; {HINT}')
+
+
+@pytest.mark.parametrize('magic, shape, message', [
+    (2049, None, 'has IDX magic number 2049, expected 2051'),
+    (2051, (10, 28, 27), 'holds items of shape (28, 27), expected (28, 28)'),
+])
+def test_corrupt_idx_headers(fake_mnist, monkeypatch, magic, shape, message):
+  from conftest import register_checksums
+  images, _ = synthetic_digits(10, 0)
+  path = fake_mnist / 'train-images-idx3-ubyte.gz'
+  if shape is None:
+    write_idx(path, images, magic)
+  else:
+    with gzip.open(path, 'wb') as f:
+      f.write(np.array([magic, *shape], '>u4').tobytes() + bytes(int(np.prod(shape))))
+  register_checksums(monkeypatch, fake_mnist)
+  with pytest.raises(DataError, match='^' + str(path).replace('.', r'\.') + ' ' + message.replace('(', r'\(').replace(')', r'\)')):
+    load_mnist('train', str(fake_mnist))
+
+
+def test_unknown_split():
+  with pytest.raises(ValueError, match="split must be one of \\['test', 'train'\\], got 'val'"):
+    load_mnist('val')
+
+
+def test_tensorflow_is_not_needed(fake_mnist):
+  load_mnist('test', str(fake_mnist))
+  assert 'tensorflow' not in sys.modules
+
+
+def test_tensorflow_is_not_installed_in_ci():
+  import os
+  if not os.environ.get('CI'):
+    pytest.skip('only CI promises a TensorFlow-free environment')
+  assert importlib.util.find_spec('tensorflow') is None
+
+
+def test_real_mnist_files(real_data_dir):
+  train_images, train_labels = load_mnist('train', real_data_dir)
+  test_images, test_labels = load_mnist('test', real_data_dir)
+  assert train_images.shape == (60_000, 28, 28, 1) and test_images.shape == (10_000, 28, 28, 1)
+  assert train_labels[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
+  assert np.bincount(train_labels).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+  assert np.bincount(test_labels).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+  assert train_images.dtype == np.uint8 and train_images.max() == 255

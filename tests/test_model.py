@@ -1,0 +1,54 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from digitrec_jax import CNN, IMAGE_SHAPE, NUM_CLASSES, ModelConfig, make_apply_fn
+from digitrec_jax.model import init_params, predict_proba
+
+# conv 3*3*1*32+32, conv 3*3*32*64+64, dense 7*7*64*256+256, dense 256*10+10.
+DEFAULT_PARAM_COUNT = 320 + 18_496 + 803_072 + 2_570
+
+
+def _count(params) -> int:
+  return sum(x.size for x in jax.tree.leaves(params))
+
+
+def test_default_model_has_exact_parameter_count():
+  params = init_params(CNN(), jax.random.key(0))
+  assert _count(params) == DEFAULT_PARAM_COUNT == 824_458
+
+
+def test_output_shape_and_dtypes():
+  model = CNN.from_config(ModelConfig(conv_features=(4, 8), dense_features=16))
+  apply = make_apply_fn(model)
+  params = init_params(model, jax.random.key(0))
+  for dtype in (jnp.uint8, jnp.float32):
+    logits = apply(params, jnp.zeros((5, *IMAGE_SHAPE), dtype))
+    assert logits.shape == (5, NUM_CLASSES)
+    assert logits.dtype == jnp.float32
+
+
+def test_uint8_and_unit_float_images_are_normalized_alike():
+  model = CNN.from_config(ModelConfig(conv_features=(4, 8), dense_features=16))
+  apply = make_apply_fn(model)
+  params = init_params(model, jax.random.key(1))
+  pixels = np.random.default_rng(0).integers(0, 256, (3, *IMAGE_SHAPE), dtype=np.uint8)
+  np.testing.assert_allclose(apply(params, pixels), apply(params, pixels.astype(np.float32) / 255),
+                             rtol=1e-5, atol=1e-5)
+
+
+def test_predict_proba_sums_to_one():
+  model = CNN.from_config(ModelConfig(conv_features=(4,), dense_features=8))
+  params = init_params(model, jax.random.key(0))
+  probs = predict_proba(make_apply_fn(model), params, jnp.ones((4, *IMAGE_SHAPE)))
+  np.testing.assert_allclose(probs.sum(-1), np.ones(4), rtol=1e-6)
+  assert bool(jnp.all(probs > 0))
+
+
+def test_dropout_rng_switches_training_mode():
+  model = CNN.from_config(ModelConfig(conv_features=(4,), dense_features=8, dropout_rate=0.5))
+  apply = make_apply_fn(model)
+  params = init_params(model, jax.random.key(0))
+  x = jnp.ones((2, *IMAGE_SHAPE))
+  np.testing.assert_array_equal(apply(params, x), apply(params, x))
+  assert not np.allclose(apply(params, x), apply(params, x, dropout_rng=jax.random.key(3)))

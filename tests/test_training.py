@@ -1,0 +1,152 @@
+import dataclasses
+import functools
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import Mesh
+
+from conftest import TINY_MODEL, synthetic_digits
+from digitrec_jax import CNN, TrainConfig, create_train_state, make_apply_fn, train_and_evaluate, train_step
+from digitrec_jax import training
+
+
+def _setup(config):
+  apply_fn = make_apply_fn(CNN.from_config(config.model))
+  tx = training.make_optimizer(config)
+  return apply_fn, tx
+
+
+def _batch(n=32, seed=0):
+  images, labels = synthetic_digits(n, seed)
+  return {'image': jnp.asarray(images), 'label': jnp.asarray(labels, jnp.int32)}
+
+
+def test_one_step_changes_every_parameter_and_keeps_them_finite():
+  config = TrainConfig(steps=10, warmup_steps=0, model=TINY_MODEL)
+  apply_fn, tx = _setup(config)
+  state = create_train_state(config)
+  before = jax.device_get(state.params)  # Donation deletes the old buffers.
+  step = jax.jit(functools.partial(train_step, apply_fn=apply_fn, tx=tx), donate_argnums=0)
+  state, metrics = step(state, _batch())
+  after = jax.device_get(state.params)
+  for path, old in jax.tree_util.tree_leaves_with_path(before):
+    new = functools.reduce(lambda t, k: t[k.key], path, after)
+    assert np.all(np.isfinite(new)), path
+    assert not np.array_equal(old, new), f'{jax.tree_util.keystr(path)} did not change'
+  assert int(state.step) == 1
+  assert np.isfinite(float(metrics['loss'])) and 0 <= float(metrics['accuracy']) <= 1
+
+
+def test_jit_and_no_jit_agree():
+  config = TrainConfig(steps=10, warmup_steps=0, model=TINY_MODEL)
+  apply_fn, tx = _setup(config)
+  step = functools.partial(train_step, apply_fn=apply_fn, tx=tx)
+  s1, m1 = step(create_train_state(config), _batch())
+  s2, m2 = jax.jit(step)(create_train_state(config), _batch())
+  np.testing.assert_allclose(m1['loss'], m2['loss'], rtol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), s1.params, s2.params)
+
+
+def test_overfits_a_fixed_batch():
+  config = TrainConfig(steps=30, warmup_steps=0, learning_rate=3e-3, model=TINY_MODEL)
+  apply_fn, tx = _setup(config)
+  step = jax.jit(functools.partial(train_step, apply_fn=apply_fn, tx=tx), donate_argnums=0)
+  state, batch, losses = create_train_state(config), _batch(16), []
+  for _ in range(30):
+    state, metrics = step(state, batch)
+    losses.append(float(metrics['loss']))
+  assert losses[-1] < losses[0] / 2, losses
+
+
+def test_batches_are_a_pure_function_of_seed_and_step():
+  config = TrainConfig(steps=10, model=TINY_MODEL)
+  state = create_train_state(config)
+  n, batch_size = 100, 30  # 3 steps per epoch; 10 examples dropped each epoch.
+  data = {'image': jnp.arange(n), 'label': jnp.arange(n)}
+  per_epoch = training.steps_per_epoch(n, batch_size)
+
+  def batch_at(step, first_epoch):
+    orders = training.epoch_orders(state, jnp.int32(first_epoch), n)
+    return np.asarray(training.get_batch(data, orders, jnp.int32(first_epoch), jnp.int32(step), batch_size)['label'])
+
+  # The same step gives the same batch whichever window of epoch orders it is read from.
+  np.testing.assert_array_equal(batch_at(4, 1), batch_at(4, 0))
+  for epoch in range(3):
+    seen = np.concatenate([batch_at(epoch * per_epoch + i, epoch) for i in range(per_epoch)])
+    assert len(set(seen.tolist())) == per_epoch * batch_size  # No example twice in an epoch.
+  assert not np.array_equal(batch_at(0, 0), batch_at(per_epoch, 0))  # Reshuffled each epoch.
+  other = create_train_state(dataclasses.replace(config, seed=1))
+  orders = training.epoch_orders(other, jnp.int32(0), n)
+  assert not np.array_equal(batch_at(0, 0), np.asarray(orders[:batch_size]))
+
+
+def test_evaluation_is_exact_with_a_partial_last_batch():
+  config = TrainConfig(steps=10, model=TINY_MODEL)
+  apply_fn, _ = _setup(config)
+  params = create_train_state(config).params
+  images, labels = synthetic_digits(25, 3)
+  batches = training.make_eval_batches(images, labels.astype(np.int32), 10)
+  assert batches['image'].shape == (3, 10, 28, 28, 1)
+  result = training.evaluate(apply_fn, params, jax.tree.map(jnp.asarray, batches))
+  logits = np.asarray(apply_fn(params, jnp.asarray(images)), np.float64)
+  log_probs = logits - np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1, keepdims=True)) - logits.max(1, keepdims=True)
+  assert result['test_count'] == 25
+  assert result['test_accuracy'] == pytest.approx(np.mean(logits.argmax(1) == labels), abs=1e-9)
+  assert result['test_loss'] == pytest.approx(-np.mean(log_probs[np.arange(25), labels]), rel=1e-5)
+
+
+def test_train_and_evaluate_on_fake_mnist(tiny_config, tmp_path):
+  config = dataclasses.replace(tiny_config, steps=24, eval_every=12, steps_per_dispatch=6,
+                               learning_rate=1e-2)
+  summary = train_and_evaluate(config, tmp_path / 'run', progress=False)
+  assert summary['step'] == 24 and summary['device_count'] == jax.device_count()
+  assert 0.9 <= summary['test_accuracy'] <= 1.0  # The synthetic classes are easy.
+  assert 0 < summary['test_loss'] < 1.0
+  assert summary['images_per_second'] > 0
+  on_disk = json.loads((tmp_path / 'run' / 'summary.json').read_text())
+  assert on_disk['test_accuracy'] == summary['test_accuracy']
+  assert TrainConfig.from_dict(on_disk['config']) == config
+  assert sorted(p.name for p in (tmp_path / 'run' / 'state').iterdir()) == ['12', '24']
+  rows = [json.loads(line) for line in (tmp_path / 'run' / 'metrics.jsonl').read_text().splitlines()]
+  assert [r['step'] for r in rows if 'test_accuracy' in r] == [12, 24]
+  assert [r['step'] for r in rows if 'train_loss' in r] == [6, 12, 18, 24]
+
+
+def test_resume_one_step_then_two(tiny_config, tmp_path):
+  one = dataclasses.replace(tiny_config, steps=1, eval_every=1, steps_per_dispatch=1)
+  train_and_evaluate(one, tmp_path / 'run', progress=False)
+  summary = train_and_evaluate(dataclasses.replace(one, steps=2), tmp_path / 'run', progress=False)
+  assert summary['step'] == 2 and summary['resumed_from_step'] == 1
+  assert sorted(p.name for p in (tmp_path / 'run' / 'state').iterdir()) == ['1', '2']
+
+
+def _saved_params(run_dir, step, config):
+  from digitrec_jax.checkpoint import RunCheckpoints
+  ckpts = RunCheckpoints(run_dir)
+  sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  state = ckpts.restore_state(step, jax.eval_shape(lambda: create_train_state(config)), sharding)
+  ckpts.close()
+  return jax.device_get(state.params)
+
+
+def test_rerun_after_a_crash_is_bitwise_identical(tiny_config, tmp_path):
+  import shutil
+  config = dataclasses.replace(tiny_config, steps=4, eval_every=2, steps_per_dispatch=2)
+  train_and_evaluate(config, tmp_path / 'straight', progress=False)
+  shutil.copytree(tmp_path / 'straight', tmp_path / 'crashed')
+  shutil.rmtree(tmp_path / 'crashed' / 'state' / '4')  # As if killed after the step-2 save.
+  summary = train_and_evaluate(config, tmp_path / 'crashed', progress=False)
+  assert summary['resumed_from_step'] == 2
+  jax.tree.map(np.testing.assert_array_equal, _saved_params(tmp_path / 'crashed', 4, config),
+               _saved_params(tmp_path / 'straight', 4, config))
+
+
+def test_non_finite_loss_stops_training_without_saving(tiny_config, tmp_path):
+  config = dataclasses.replace(tiny_config, learning_rate=1e30, warmup_steps=0)
+  with pytest.raises(FloatingPointError, match=r'^training loss became nan at step \d+; the state was not '
+                                               r'saved; lower --learning-rate'):
+    train_and_evaluate(config, tmp_path / 'run', progress=False)
+  assert not list((tmp_path / 'run' / 'state').iterdir())
