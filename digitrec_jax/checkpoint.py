@@ -104,6 +104,12 @@ def _read_config(manager: ocp.CheckpointManager, step: int, where: Path) -> Trai
 
 def restore_params(checkpoint_dir: str | Path) -> tuple[Any, TrainConfig]:
   """Params (on the default device) and config of a run dir, preferring its best checkpoint."""
+  params, config, _ = restore_for_inference(checkpoint_dir)
+  return params, config
+
+
+def restore_for_inference(checkpoint_dir: str | Path) -> tuple[Any, TrainConfig, dict[str, Any]]:
+  """`restore_params` plus facts for display: the checkpoint path, its step and test accuracy."""
   from digitrec_jax import model as model_lib
   from digitrec_jax import training
 
@@ -119,25 +125,37 @@ def restore_params(checkpoint_dir: str | Path) -> tuple[Any, TrainConfig]:
     manager = _manager(root / sub, items, keep=1, read_only=True)
     step = manager.latest_step()
     if step is None:
+      manager.close()
       continue
     config = _read_config(manager, step, root / sub)
     model = model_lib.CNN.from_config(config.model)
     try:
       if sub == 'best':
         abstract = jax.eval_shape(lambda: model_lib.init_params(model, jax.random.key(0)))
-        args = ocp.args.Composite(params=ocp.args.StandardRestore(_with_sharding(abstract, device)))
-        params = manager.restore(step, args=args).params
+        restored = manager.restore(step, args=ocp.args.Composite(
+            params=ocp.args.StandardRestore(_with_sharding(abstract, device)), metrics=ocp.args.JsonRestore()))
+        params, accuracy = restored.params, dict(restored.metrics).get('test_accuracy')
       else:
         abstract = jax.eval_shape(lambda: training.create_train_state(config))
         args = ocp.args.Composite(state=ocp.args.StandardRestore(_with_sharding(abstract, device)))
         params = manager.restore(step, args=args).state.params
+        accuracy = _summary_accuracy(root, step)
     except Exception as e:
       raise CheckpointError(f'cannot restore {root / sub / str(step)} ({type(e).__name__}); the checkpoint '
                             f'is corrupt or from another model: {_HOW_TO_GET_ONE}') from None
     finally:
       manager.close()
-    return params, config
+    return params, config, {'path': str(root / sub / str(step)), 'step': step, 'test_accuracy': accuracy}
   raise CheckpointError(f'no checkpoint in {root}; {_HOW_TO_GET_ONE}')
+
+
+def _summary_accuracy(root: Path, step: int) -> float | None:
+  """The test accuracy summary.json records for `step`, if it does."""
+  try:
+    summary = json.loads((root / 'summary.json').read_text())
+  except (OSError, ValueError):
+    return None
+  return summary.get('test_accuracy') if summary.get('step') == step else None
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:
