@@ -51,6 +51,7 @@ class DigitApp:
     self.strokes: list[list[tuple[float, float]]] = []
     self.probabilities: np.ndarray | None = None
     self.model_input: np.ndarray | None = None
+    self.saliency: np.ndarray | None = None
     self._pending = None
     self._side = MIN_CANVAS
 
@@ -75,7 +76,11 @@ class DigitApp:
     tk.Label(panel, textvariable=self.message_var, font=('TkDefaultFont', 12)).pack(pady=(0, 8))
     self.bars = tk.Canvas(panel, width=260, height=10 * 20, highlightthickness=0)
     self.bars.pack()
-    tk.Label(panel, text='model input (28x28)').pack(pady=(10, 0))
+    self.why_var = tk.BooleanVar(value=False)
+    preview_title = tk.Frame(panel)
+    preview_title.pack(pady=(10, 0))
+    tk.Label(preview_title, text='model input (28x28)').pack(side='left')
+    tk.Checkbutton(preview_title, text='Why?', variable=self.why_var, command=self._draw_preview).pack(side='left')
     self.preview = tk.Canvas(panel, width=28 * PREVIEW_SCALE, height=28 * PREVIEW_SCALE, bg='black',
                              highlightthickness=0)
     self.preview.pack()
@@ -193,9 +198,18 @@ class DigitApp:
 
   def _draw_preview(self):
     self.preview.delete('all')
+    self.saliency = None
     if self.model_input is None:
       return
-    image = Image.fromarray((self.model_input[..., 0] * 255).astype(np.uint8))
+    gray = self.model_input[..., 0]
+    if self.why_var.get():
+      # Pixels whose change would most move the predicted class's logit glow red.
+      self.saliency = self.predictor.saliency(self.model_input)
+      heat = np.abs(self.saliency) / max(float(np.abs(self.saliency).max()), 1e-12)
+      rgb = np.stack([np.maximum(gray, heat), gray * (1 - heat), gray * (1 - heat)], axis=-1)
+      image = Image.fromarray((rgb * 255).astype(np.uint8), mode='RGB')
+    else:
+      image = Image.fromarray((gray * 255).astype(np.uint8))
     image = image.resize((28 * PREVIEW_SCALE, 28 * PREVIEW_SCALE), Image.Resampling.NEAREST)
     from PIL import ImageTk
     self._preview_photo = ImageTk.PhotoImage(image, master=self.root)  # Tk needs a live reference.

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-from digitrec_jax.checkpoint import CheckpointError, restore_for_inference
+from digitrec_jax.checkpoint import CheckpointError, restore_for_inference, restore_params
 from digitrec_jax.config import TrainConfig
-from digitrec_jax.model import CNN, IMAGE_SHAPE, make_apply_fn
+from digitrec_jax.model import CNN, IMAGE_SHAPE, ApplyFn, make_apply_fn
 
 CHECKPOINTS_DIR = Path(__file__).resolve().parents[1] / 'checkpoints'
 PRETRAINED_DIR = CHECKPOINTS_DIR / 'pretrained'
@@ -31,20 +33,43 @@ def default_checkpoint_dir() -> Path:
   return max(runs, key=lambda d: d.stat().st_mtime)
 
 
+def load_model(checkpoint_dir: str | Path | None = None) -> tuple[ApplyFn, Any]:
+  """(apply_fn, params): the pure `apply_fn(params, images) -> logits` and its weights."""
+  root = default_checkpoint_dir() if checkpoint_dir is None else Path(checkpoint_dir)
+  params, config = restore_params(root)
+  return make_apply_fn(CNN.from_config(config.model)), params
+
+
+def input_saliency(apply_fn: ApplyFn, params: Any, image: jax.Array) -> jax.Array:
+  """d(logit of the predicted class)/d(pixel) for one image [28, 28, 1] -> [28, 28]."""
+  def top_logit(x):
+    logits = apply_fn(params, x[None])[0]
+    return logits[jnp.argmax(jax.lax.stop_gradient(logits))]
+  return jax.grad(top_logit)(image)[..., 0]
+
+
 class Predictor:
-  """A restored model with a jitted `predict_proba`; one image at a time compiles once."""
+  """A restored model with jitted `predict_proba` and `saliency`; one image at a time compiles once."""
 
   def __init__(self, params: Any, config: TrainConfig, info: dict[str, Any]):
     self.params, self.config, self.info = params, config, info
     self.trace_count = 0
-    apply = make_apply_fn(CNN.from_config(config.model))
+    self.apply_fn = make_apply_fn(CNN.from_config(config.model))
 
     def proba(params, images):
       self.trace_count += 1  # Runs only while tracing: counts compilations.
-      return jax.nn.softmax(apply(params, images), axis=-1)
+      return jax.nn.softmax(self.apply_fn(params, images), axis=-1)
 
     self._proba = jax.jit(proba)
+    self._saliency = jax.jit(functools.partial(input_saliency, self.apply_fn))
     self.predict_proba(np.zeros((1, *IMAGE_SHAPE), np.float32))  # Warm up the GUI's shape.
+
+  def saliency(self, image: np.ndarray) -> np.ndarray:
+    """Input-gradient saliency [28, 28] of the predicted class for one image [28, 28, 1]."""
+    image = np.asarray(image, np.float32)
+    if image.shape != IMAGE_SHAPE:
+      raise ValueError(f'expected one image of shape [28, 28, 1], got {list(image.shape)}')
+    return np.asarray(self._saliency(self.params, image))
 
   def predict_proba(self, images: np.ndarray) -> np.ndarray:
     """Probabilities [B, 10] for float32 images [B, 28, 28, 1] in [0, 1]."""

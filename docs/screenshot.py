@@ -1,4 +1,4 @@
-"""Regenerates docs/gui.png: draws a 7 in the real window and grabs the screen.
+"""Regenerates docs/gui.png and docs/gui_why.png: draws a 7 in the real window and grabs the screen.
 
 Run under a virtual display:  xvfb-run -s '-screen 0 800x600x24' python docs/screenshot.py
 (needs ImageMagick's `import`).
@@ -35,10 +35,14 @@ def main() -> None:
   while time.time() < end:
     root.update()
     time.sleep(0.01)
-  out = ROOT / 'docs' / 'gui.png'
-  subprocess.run(['import', '-window', 'root', '-crop', f'{root.winfo_width()}x{root.winfo_height()}+0+0',
-                  str(out)], check=True)
-  print(f'{out}: shows {app.digit_var.get()} ({app.message_var.get()})')
+  crop = f'{root.winfo_width()}x{root.winfo_height()}+0+0'
+  for name, why in (('gui.png', False), ('gui_why.png', True)):
+    app.why_var.set(why)
+    app._draw_preview()
+    root.update()
+    out = ROOT / 'docs' / name
+    subprocess.run(['import', '-window', 'root', '-crop', crop, str(out)], check=True)
+    print(f'{out}: shows {app.digit_var.get()} ({app.message_var.get()}), why overlay {why}')
   root.destroy()
 
 

@@ -147,3 +147,21 @@ def test_gui_starts_and_reports_ready(display):
                        capture_output=True, text=True, timeout=120)
   assert out.returncode == 0, out.stderr
   assert out.stdout.startswith('ready ') and float(out.stdout.split()[1]) > 0
+
+
+def test_why_overlay_toggles_and_shows_a_saliency_map(app):
+  _stroke(app, DIGITS['7'][0])
+  _settle(app, 0.3)
+  assert app.saliency is None
+  app.why_var.set(True)
+  app._draw_preview()  # What the checkbutton's command runs.
+  assert app.saliency.shape == (28, 28)
+  assert np.all(np.isfinite(app.saliency)) and np.abs(app.saliency).max() > 0
+  photo = app._preview_photo
+  assert (photo.width(), photo.height()) == (112, 112)
+  _stroke(app, _line((0.3, 0.5), (0.7, 0.5)))
+  _settle(app, 0.3)  # Live predictions keep the overlay up to date.
+  assert app.saliency is not None
+  app.why_var.set(False)
+  app._draw_preview()
+  assert app.saliency is None and len(app.preview.find_all()) == 1

@@ -1,0 +1,60 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+
+from digitrec_jax import load_model, load_predictor
+from digitrec_jax import export as export_lib
+from digitrec_jax.predict import input_saliency
+
+_SERVE = r'''
+import sys, jax, numpy as np
+exported = jax.export.deserialize(bytearray(open(sys.argv[1], 'rb').read()))
+images = np.load(sys.argv[2])
+np.save(sys.argv[3], np.asarray(exported.call(images)))
+assert 'flax' not in sys.modules and 'digitrec_jax' not in sys.modules and 'optax' not in sys.modules
+'''
+
+
+def test_cli_artifact_round_trips_in_a_process_without_flax(tmp_path, capsys):
+  out = tmp_path / 'model.jax'
+  assert export_lib.main(['--out', str(out)]) == 0
+  assert capsys.readouterr().out.startswith(f'wrote {out} (')
+  spec = json.loads((tmp_path / 'model.jax.json').read_text())
+  assert spec['input'] == {'shape': ['b', 28, 28, 1], 'dtype': 'float32', 'meaning': spec['input']['meaning']}
+  assert spec['output']['shape'] == ['b', 10]
+  assert spec['platforms'] == ['cpu', 'cuda', 'tpu']
+  assert 0.99 < spec['test_accuracy'] <= 1.0
+  images = np.random.default_rng(0).random((7, 28, 28, 1), np.float32)
+  np.save(tmp_path / 'x.npy', images)
+  subprocess.run([sys.executable, '-c', _SERVE, str(out), str(tmp_path / 'x.npy'), str(tmp_path / 'y.npy')],
+                 check=True, timeout=300)
+  np.testing.assert_allclose(np.load(tmp_path / 'y.npy'), load_predictor().predict_proba(images), atol=1e-6)
+
+
+def test_cli_bad_checkpoint_and_directory_out(tmp_path, capsys):
+  assert export_lib.main(['--out', str(tmp_path)]) == 1
+  assert capsys.readouterr().err == f'error: --out {tmp_path} is a directory; give a file name\n'
+  assert export_lib.main(['--checkpoint', str(tmp_path / 'nope'), '--out', str(tmp_path / 'm.jax')]) == 1
+  assert 'does not exist; train one with' in capsys.readouterr().err
+  assert not (tmp_path / 'm.jax').exists()
+
+
+def test_load_model_is_pure_and_matches_the_predictor():
+  apply_fn, params = load_model()
+  images = np.random.default_rng(1).random((4, 28, 28, 1), np.float32)
+  logits = np.asarray(apply_fn(params, images))
+  np.testing.assert_array_equal(logits, np.asarray(apply_fn(params, images)))
+  probs = np.exp(logits - logits.max(1, keepdims=True))
+  np.testing.assert_allclose(probs / probs.sum(1, keepdims=True), load_predictor().predict_proba(images),
+                             atol=1e-6)
+
+
+def test_saliency_shape_and_finiteness():
+  apply_fn, params = load_model()
+  image = np.zeros((28, 28, 1), np.float32)
+  image[5:23, 13:15] = 1.0
+  saliency = np.asarray(input_saliency(apply_fn, params, image))
+  assert saliency.shape == (28, 28) and np.all(np.isfinite(saliency)) and np.abs(saliency).max() > 0
+  np.testing.assert_allclose(load_predictor().saliency(image), saliency, rtol=1e-4, atol=1e-6)
