@@ -63,10 +63,14 @@ def main(argv: list[str] | None = None) -> int:
     import jax
     jax.distributed.initialize()
   from digitrec_jax import CheckpointError, DataError, TrainConfig, train_and_evaluate
+  from digitrec_jax.training import TrainingInterrupted
   try:
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
                          seed=args.seed, eval_every=args.eval_every, data_dir=args.data_dir)
     summary = train_and_evaluate(config, args.checkpoint_dir, resume=not args.no_resume)
+  except TrainingInterrupted as e:
+    print(str(e), file=sys.stderr)
+    return 128 + e.signum  # 130 for SIGINT, 143 for SIGTERM, as shells report them.
   except (CheckpointError, DataError, ValueError, FloatingPointError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 1

@@ -9,7 +9,13 @@ A shipped, params-only checkpoint is a run directory with `best/` alone.
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import io
 import json
+import os
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +36,63 @@ def _manager(directory: Path, item_names: tuple[str, ...], keep: int, read_only:
   options = ocp.CheckpointManagerOptions(
       max_to_keep=None if read_only else keep,
       create=not read_only,
+      # A save killed midway leaves only a `<step>.orbax-checkpoint-tmp-*` folder, which Orbax never
+      # reads as a checkpoint; the writer deletes such leftovers when it starts.
+      cleanup_tmp_directories=not read_only,
       # Saves are synchronous: the next dispatch donates the state's buffers, so an
       # async save could otherwise read memory that XLA is already reusing.
       enable_async_checkpointing=False,
   )
   return ocp.CheckpointManager(directory, options=options, item_names=item_names)
+
+
+@contextlib.contextmanager
+def _restoring():
+  """Runs an Orbax restore with stderr silenced; if it fails, quietly finishes its abandoned reads.
+
+  When a restore fails midway (truncated array files), tensorstore's pending reads complete after
+  Orbax has closed its event loop, and each prints an "Event loop is closed" traceback, from another
+  thread or when garbage-collected. They are collected here, so the user sees only our one-line error.
+  """
+  sys.stderr.flush()
+  saved_fd, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+  saved_hook = sys.unraisablehook
+  try:
+    os.dup2(devnull, 2)
+    sys.unraisablehook = lambda unraisable: None
+    with contextlib.redirect_stderr(io.StringIO()):
+      try:
+        yield
+      except Exception:
+        for _ in range(3):
+          gc.collect()
+          time.sleep(0.1)
+        raise
+  finally:
+    sys.unraisablehook = saved_hook
+    os.dup2(saved_fd, 2)
+    os.close(saved_fd)
+    os.close(devnull)
+
+
+def _lock(workdir: Path):
+  """An exclusive flock on workdir/.lock. The kernel drops it when the process dies, so a crashed
+  run never leaves the directory locked."""
+  import fcntl
+  f = open(workdir / '.lock', 'a+')
+  try:
+    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except BlockingIOError:
+    f.seek(0)
+    holder = f.read().strip() or 'another process'
+    f.close()
+    raise CheckpointError(f'{workdir} is in use by another training ({holder}); wait for it to finish '
+                          'or pass another --checkpoint-dir') from None
+  f.seek(0)
+  f.truncate()
+  f.write(f'pid {os.getpid()}\n')
+  f.flush()
+  return f
 
 
 def _with_sharding(abstract: Any, sharding: jax.sharding.Sharding) -> Any:
@@ -51,6 +109,8 @@ class RunCheckpoints:
     if (self.workdir / 'best').is_dir() and not (self.workdir / 'state').exists():
       raise CheckpointError(f'{self.workdir} holds a params-only (shipped or exported) checkpoint; '
                             'train into another --checkpoint-dir')
+    self.workdir.mkdir(parents=True, exist_ok=True)
+    self._lock = _lock(self.workdir)
     self._state = _manager(self.workdir / 'state', ('state', 'config'), keep, read_only=False)
     self._best = _manager(self.workdir / 'best', ('params', 'config', 'metrics'), 1, read_only=False)
 
@@ -64,7 +124,8 @@ class RunCheckpoints:
     """The train state at `step`, placed with `sharding`."""
     target = _with_sharding(abstract_state, sharding)
     try:
-      restored = self._state.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
+      with _restoring():
+        restored = self._state.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
     except Exception as e:
       raise CheckpointError(f'cannot restore {self.workdir / "state" / str(step)} ({type(e).__name__}); '
                             'delete that step folder to resume from an earlier one, or pass --no-resume '
@@ -91,6 +152,7 @@ class RunCheckpoints:
     self._best.wait_until_finished()
     self._state.close()
     self._best.close()
+    self._lock.close()  # Releases the flock.
 
 
 def _read_config(manager: ocp.CheckpointManager, step: int, where: Path) -> TrainConfig:
@@ -130,16 +192,17 @@ def restore_for_inference(checkpoint_dir: str | Path) -> tuple[Any, TrainConfig,
     config = _read_config(manager, step, root / sub)
     model = model_lib.CNN.from_config(config.model)
     try:
-      if sub == 'best':
-        abstract = jax.eval_shape(lambda: model_lib.init_params(model, jax.random.key(0)))
-        restored = manager.restore(step, args=ocp.args.Composite(
-            params=ocp.args.StandardRestore(_with_sharding(abstract, device)), metrics=ocp.args.JsonRestore()))
-        params, accuracy = restored.params, dict(restored.metrics).get('test_accuracy')
-      else:
-        abstract = jax.eval_shape(lambda: training.create_train_state(config))
-        args = ocp.args.Composite(state=ocp.args.StandardRestore(_with_sharding(abstract, device)))
-        params = manager.restore(step, args=args).state.params
-        accuracy = _summary_accuracy(root, step)
+      with _restoring():
+        if sub == 'best':
+          abstract = jax.eval_shape(lambda: model_lib.init_params(model, jax.random.key(0)))
+          restored = manager.restore(step, args=ocp.args.Composite(
+              params=ocp.args.StandardRestore(_with_sharding(abstract, device)), metrics=ocp.args.JsonRestore()))
+          params, accuracy = restored.params, dict(restored.metrics).get('test_accuracy')
+        else:
+          abstract = jax.eval_shape(lambda: training.create_train_state(config))
+          args = ocp.args.Composite(state=ocp.args.StandardRestore(_with_sharding(abstract, device)))
+          params = manager.restore(step, args=args).state.params
+          accuracy = _summary_accuracy(root, step)
     except Exception as e:
       raise CheckpointError(f'cannot restore {root / sub / str(step)} ({type(e).__name__}); the checkpoint '
                             f'is corrupt or from another model: {_HOW_TO_GET_ONE}') from None

@@ -65,8 +65,9 @@ def _reachable(url: str, timeout: float = 5.0) -> bool:
 
 def _fetch(filenames: tuple[str, ...], data_dir: str | None) -> dict[str, Path]:
   """Local paths of `filenames`, validated against the registered checksums."""
-  import tensorflow_datasets as tfds
+  # Submodules, not `tfds.*` attributes: the package fills those in lazily.
   from tensorflow_datasets.core.download import download_manager
+  from tensorflow_datasets.core.utils import tqdm_utils
 
   url_infos = registered_url_infos()
   urls = {info.filename: url for url, info in url_infos.items()}
@@ -82,8 +83,8 @@ def _fetch(filenames: tuple[str, ...], data_dir: str | None) -> dict[str, Path]:
     uncached = [n for n in filenames if not _cached(download_dir, urls[n], url_infos[urls[n]].checksum)]
     if uncached and not _reachable(urls[uncached[0]]):
       raise DataError(f'cannot download MNIST ({", ".join(uncached)}): no network; {_fix_hint()}')
-  tfds.disable_progress_bar()
-  manager = tfds.download.DownloadManager(
+  tqdm_utils.disable_progress_bar()
+  manager = download_manager.DownloadManager(
       download_dir=download_dir,
       manual_dir=None if data_dir is None else Path(data_dir).expanduser(),
       url_infos=url_infos,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import json
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -172,6 +174,36 @@ def _put(x: np.ndarray, sharding: NamedSharding) -> jax.Array:
   return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
 
 
+class TrainingInterrupted(Exception):
+  """SIGINT/SIGTERM arrived; the state was saved at `step`."""
+
+  def __init__(self, signum: int, step: int, workdir: Path):
+    self.signum, self.step, self.workdir = signum, step, workdir
+    super().__init__(f'interrupted by {signal.Signals(signum).name} at step {step}; checkpoint saved in '
+                     f'{workdir}; rerun the same command to resume')
+
+
+class _StopSignals:
+  """Turns SIGINT/SIGTERM into a flag the loop checks between chunks (main thread only)."""
+
+  def __init__(self):
+    self.signum: int | None = None
+    self._previous = {}
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      for sig in (signal.SIGINT, signal.SIGTERM):
+        self._previous[sig] = signal.signal(sig, self._handle)
+    return self
+
+  def _handle(self, signum, frame):
+    self.signum = signum
+
+  def __exit__(self, *exc):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+
+
 class _Log:
   """metrics.jsonl: one row per chunk (train) and per evaluation; resumes cut rows past the restored step."""
 
@@ -203,7 +235,9 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, *, resume: bool
 
   checkpoints = ckpt_lib.RunCheckpoints(workdir, keep=config.keep_checkpoints)
   workdir = checkpoints.workdir
+  stop = _StopSignals()
   try:
+    stop.__enter__()
     start_step = checkpoints.latest_step()
     if start_step is not None and not resume:
       raise ckpt_lib.CheckpointError(f'{workdir} already holds checkpoints up to step {start_step}; '
@@ -276,17 +310,26 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, *, resume: bool
         drain(pending)
       pending = (metrics, step, n)
       step += n
+      if stop.signum is not None and step != next_eval:
+        drain(pending)
+        checkpoints.save_state(step, state, config)
+        bar.close()
+        raise TrainingInterrupted(stop.signum, step, workdir)
       if step == next_eval:
         drain(pending)
         pending = None
         eval_metrics = evaluate(apply_fn, state.params, eval_batches)
-        checkpoints.save_state(step, state, config)
-        last_drain[0] = time.perf_counter()  # Evaluation and saving are not training throughput.
         row = {'step': step, **eval_metrics}
+        # Best first: a crash between the two saves then re-runs this evaluation on resume.
         if eval_metrics['test_accuracy'] > best_accuracy:
           best_accuracy = eval_metrics['test_accuracy']
           checkpoints.save_best(step, state.params, config, row)
+        checkpoints.save_state(step, state, config)
+        last_drain[0] = time.perf_counter()  # Evaluation and saving are not training throughput.
         log.write(row)
+        if stop.signum is not None:
+          bar.close()
+          raise TrainingInterrupted(stop.signum, step, workdir)
         if progress and is_main:
           bar.write(f'step {step}: test accuracy {eval_metrics["test_accuracy"]:.2%}, '
                     f'test loss {eval_metrics["test_loss"]:.4f}')
@@ -315,4 +358,5 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, *, resume: bool
       ckpt_lib.write_json(workdir / 'summary.json', summary)
     return summary
   finally:
+    stop.__exit__()
     checkpoints.close()

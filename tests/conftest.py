@@ -45,13 +45,19 @@ def write_fake_mnist(folder: Path, n_train: int = 512, n_test: int = 200) -> Pat
   return folder
 
 
-def register_checksums(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
-  """Makes the loader validate against `folder`'s files instead of the canonical ones."""
+def checksums_of(folder: Path) -> dict:
+  """URL infos like TFDS's registered ones, but for `folder`'s files."""
   from tensorflow_datasets.core.download import checksums
   infos = {}
   for url, info in data_lib.registered_url_infos().items():
     computed = checksums.compute_url_info(folder / info.filename)
     infos[url] = dataclasses.replace(computed, filename=info.filename)
+  return infos
+
+
+def register_checksums(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
+  """Makes the loader validate against `folder`'s files instead of the canonical ones."""
+  infos = checksums_of(folder)
   monkeypatch.setattr(data_lib, 'registered_url_infos', lambda: infos)
 
 

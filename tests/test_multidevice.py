@@ -53,10 +53,10 @@ def test_four_devices_match_one_device():
 
 
 def test_batch_not_divisible_by_device_count_is_an_error(tmp_path):
-  script = ('import jax; from digitrec_jax import TrainConfig, train_and_evaluate\n'
-            'try:\n  train_and_evaluate(TrainConfig(batch_size=30), r"%s")\n'
-            'except ValueError as e:\n  print(e)\n' % (tmp_path / 'run'))
+  train_py = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'train.py')
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=4', JAX_PLATFORMS='cpu')
-  out = subprocess.run([sys.executable, '-c', script], env=env, capture_output=True, text=True, timeout=300)
-  assert out.stdout.strip() == 'batch size 30 is not divisible by the 4 devices; use a multiple of 4'
+  out = subprocess.run([sys.executable, train_py, '--batch-size', '30', '--checkpoint-dir', str(tmp_path / 'run')],
+                       env=env, capture_output=True, text=True, timeout=300)
+  assert out.returncode == 1
+  assert out.stderr == 'error: batch size 30 is not divisible by the 4 devices; use a multiple of 4\n'
   assert not (tmp_path / 'run').exists()
