@@ -38,18 +38,18 @@ def _int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-  from digitrec_jax.config import TrainConfig
-  d = TrainConfig()
-  p = argparse.ArgumentParser(prog='train.py', description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-  p.add_argument('--steps', type=_positive_int, default=d.steps, help='train until this step')
-  p.add_argument('--batch-size', type=_positive_int, default=d.batch_size,
-                 help='global batch, split over all devices')
-  p.add_argument('--learning-rate', type=_positive_float, default=d.learning_rate, help='peak learning rate')
-  p.add_argument('--seed', type=_int, default=d.seed)
-  p.add_argument('--eval-every', type=_positive_int, default=d.eval_every,
+  from digitrec_jax.config import PRESETS
+  p = argparse.ArgumentParser(prog='train.py', description=__doc__)
+  p.add_argument('--preset', choices=sorted(PRESETS), default='default',
+                 help='named recipe (digitrec_jax/config.py); the flags below override its values')
+  p.add_argument('--steps', type=_positive_int, help='train until this step')
+  p.add_argument('--batch-size', type=_positive_int, help='global batch, split over all devices')
+  p.add_argument('--learning-rate', type=_positive_float, help='peak learning rate')
+  p.add_argument('--seed', type=_int)
+  p.add_argument('--eval-every', type=_positive_int,
                  help='evaluate on the test set and checkpoint every N steps (and at the end)')
-  p.add_argument('--checkpoint-dir', default=os.path.join('checkpoints', 'run'),
-                 help='run directory: checkpoints, summary.json, metrics.jsonl')
+  p.add_argument('--checkpoint-dir', help='run directory: checkpoints, summary.json, metrics.jsonl '
+                 '(default: checkpoints/PRESET)')
   p.add_argument('--data-dir', default=None,
                  help='folder with the four MNIST .gz files (default: $DIGITREC_DATA_DIR, else download)')
   p.add_argument('--no-resume', action='store_true', help='refuse to continue an existing run')
@@ -63,11 +63,15 @@ def main(argv: list[str] | None = None) -> int:
     import jax
     jax.distributed.initialize()
   from digitrec_jax import CheckpointError, DataError, TrainConfig, train_and_evaluate
+  from digitrec_jax.config import PRESETS
   from digitrec_jax.training import TrainingInterrupted
+  flags = {'steps': args.steps, 'batch_size': args.batch_size, 'learning_rate': args.learning_rate,
+           'seed': args.seed, 'eval_every': args.eval_every, 'data_dir': args.data_dir}
+  checkpoint_dir = args.checkpoint_dir or os.path.join('checkpoints', args.preset)
   try:
-    config = TrainConfig(steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
-                         seed=args.seed, eval_every=args.eval_every, data_dir=args.data_dir)
-    summary = train_and_evaluate(config, args.checkpoint_dir, resume=not args.no_resume)
+    preset = PRESETS[args.preset].to_dict()
+    config = TrainConfig.from_dict({**preset, **{k: v for k, v in flags.items() if v is not None}})
+    summary = train_and_evaluate(config, checkpoint_dir, resume=not args.no_resume)
   except TrainingInterrupted as e:
     print(str(e), file=sys.stderr)
     return 128 + e.signum  # 130 for SIGINT, 143 for SIGTERM, as shells report them.

@@ -37,6 +37,7 @@ class TrainConfig:
   learning_rate: float = 3e-3
   warmup_steps: int = 100
   weight_decay: float = 1e-4
+  label_smoothing: float = 0.0
   seed: int = 0
   eval_every: int = 500
   # Steps fused into one dispatch with lax.scan; metrics reach the host once per chunk.
@@ -58,6 +59,8 @@ class TrainConfig:
       raise ValueError(f'learning_rate must be a positive number, got {self.learning_rate}')
     if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
       raise ValueError(f'weight_decay must be >= 0, got {self.weight_decay}')
+    if not 0.0 <= self.label_smoothing < 1.0:
+      raise ValueError(f'label_smoothing must be in [0, 1), got {self.label_smoothing}')
 
   def to_dict(self) -> dict[str, Any]:
     return dataclasses.asdict(self)
@@ -73,3 +76,13 @@ class TrainConfig:
     if unknown:
       raise ValueError(f'unknown TrainConfig fields: {", ".join(unknown)}')
     return cls(**d)
+
+
+# Named recipes for `train.py --preset NAME`; explicit flags override their fields.
+PRESETS: dict[str, TrainConfig] = {
+    'default': TrainConfig(),
+    # About 2 epochs of a 4x cheaper net in under a minute on a 2-core CPU, process start included;
+    # >= 99.0% test accuracy over seeds (benchmarks/results.json).
+    'fast': TrainConfig(steps=1000, batch_size=128, learning_rate=0.01, warmup_steps=100, label_smoothing=0.1,
+                        eval_every=1000, model=ModelConfig(conv_features=(16, 32), dense_features=128)),
+}

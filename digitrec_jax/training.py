@@ -59,14 +59,18 @@ def _keys(state: TrainState) -> tuple[jax.Array, jax.Array]:
   return jax.random.fold_in(step_base, state.step), data_key
 
 
-def train_step(state: TrainState, batch: Batch, *, apply_fn: ApplyFn,
-               tx: optax.GradientTransformation) -> tuple[TrainState, Metrics]:
+def train_step(state: TrainState, batch: Batch, *, apply_fn: ApplyFn, tx: optax.GradientTransformation,
+               label_smoothing: float = 0.0) -> tuple[TrainState, Metrics]:
   """One optimizer update on `batch`; returns the new state and the batch's loss and accuracy."""
   step_key, _ = _keys(state)
 
   def loss_fn(params):
     logits = apply_fn(params, batch['image'], dropout_rng=step_key)
-    loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch['label']).mean()
+    if label_smoothing:
+      targets = optax.smooth_labels(jax.nn.one_hot(batch['label'], logits.shape[-1]), label_smoothing)
+      loss = optax.softmax_cross_entropy(logits, targets).mean()
+    else:
+      loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch['label']).mean()
     return loss, logits
 
   (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -123,7 +127,7 @@ def make_train_chunk(config: TrainConfig, apply_fn: ApplyFn, tx: optax.GradientT
     def body(state, _):
       batch = get_batch(train_data, orders, first_epoch, state.step, config.batch_size)
       batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
-      return train_step(state, batch, apply_fn=apply_fn, tx=tx)
+      return train_step(state, batch, apply_fn=apply_fn, tx=tx, label_smoothing=config.label_smoothing)
     return jax.lax.scan(body, state, length=num_steps, unroll=unroll)
 
   return jax.jit(chunk, static_argnums=4, donate_argnums=0, out_shardings=(replicated, replicated))

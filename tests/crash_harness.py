@@ -16,10 +16,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 
-import digitrec_jax  # noqa: E402
 import train  # noqa: E402
 from conftest import TINY_MODEL, checksums_of  # noqa: E402
-from digitrec_jax import checkpoint, data, training  # noqa: E402
+from digitrec_jax import checkpoint, config, data, training  # noqa: E402
 
 
 def _kill_later(delay: float) -> None:
@@ -53,8 +52,7 @@ def main() -> int:
   data_dir, argv = sys.argv[1], sys.argv[2:]
   infos = checksums_of(Path(data_dir))
   data.registered_url_infos = lambda: infos
-  digitrec_jax.TrainConfig = functools.partial(digitrec_jax.TrainConfig, model=TINY_MODEL, warmup_steps=2,
-                                               steps_per_dispatch=2)
+  config.PRESETS['default'] = config.TrainConfig(model=TINY_MODEL, warmup_steps=2, steps_per_dispatch=2)
   if os.environ.get('CRASH_AT'):
     kind, nth, *delay = os.environ['CRASH_AT'].split(':')
     _arm(kind, int(nth), float(delay[0]) if delay else 0.0)

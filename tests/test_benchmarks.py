@@ -4,20 +4,43 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import gui_latency  # noqa: E402
+from benchmarks import kernels, run  # noqa: E402
 
 
-def test_gui_latency_smoke(capsys, monkeypatch):
+def test_quick_suite_writes_every_figure(real_data_dir, tmp_path, monkeypatch, capsys):
   monkeypatch.delenv('DISPLAY', raising=False)
-  assert gui_latency.main(['--repeats', '5', '--no-write']) == 0
-  entry = json.loads(capsys.readouterr().out)
-  assert entry['latency_repeats'] == 5 and entry['traces'] == 1
-  assert 0 < entry['latency_p50_ms'] <= entry['latency_p99_ms']
-  assert 'startup_median_s' not in entry
+  out = tmp_path / 'results.json'
+  assert run.main(['--quick', '--data-dir', real_data_dir, '--out', str(out)]) == 0
+  results = json.loads(out.read_text())
+  assert set(results) == {'hardware', 'command', 'train', 'fast_preset', 'gui', 'checkpoint'}
+  assert set(results['train']) == {'default', 'fast'}
+  assert all(r['images_per_second'] > 0 and r['compile_seconds'] > 0 for r in results['train'].values())
+  assert results['fast_preset']['runs'][0]['step'] == 20
+  assert results['gui']['traces'] == 1 and results['gui']['latency_p50_ms'] > 0
+  assert results['checkpoint']['restore_params_ms'] > 0
+  assert results['hardware']['jax'] and results['hardware']['jaxlib']
+  assert run.render_table(results) in capsys.readouterr().out
 
 
-def test_readme_table_is_generated_from_results():
-  entry = json.loads((gui_latency.RESULTS).read_text())['gui']
-  assert gui_latency.render_table(entry) in gui_latency.README.read_text()
+def test_readme_table_is_generated_from_committed_results():
+  results = json.loads(run.RESULTS.read_text())
+  assert run.render_table(results) in run.README.read_text()
+
+
+def test_kernel_variants_agree_and_run(capsys):
+  assert kernels.main(['2']) == 0
+  rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+  assert len(rows) == 6 and rows[0]['vs_nhwc'] == 1.0
+  assert all(r['fwd_bwd_ms'] > 0 for r in rows)
+
+
+def test_quick_suite_needs_data(monkeypatch, capsys):
+  monkeypatch.delenv('DIGITREC_DATA_DIR', raising=False)
+  with pytest.raises(SystemExit) as e:
+    run.main(['--quick'])
+  assert e.value.code == 2
+  assert 'pass --data-dir or set DIGITREC_DATA_DIR' in capsys.readouterr().err

@@ -41,3 +41,25 @@ def test_missing_data_dir_is_one_line_and_exit_1(tmp_path, capsys):
   assert code == 1
   assert err.count('\n') == 1
   assert err.startswith(f'error: data dir {tmp_path / "nope"} does not exist or is not a folder; pass --data-dir')
+
+
+def test_preset_sets_defaults_and_flags_override(fake_mnist, tmp_path, monkeypatch, capsys):
+  import dataclasses
+
+  from digitrec_jax import config as config_lib
+  from conftest import TINY_MODEL
+  monkeypatch.setitem(config_lib.PRESETS, 'tiny', config_lib.TrainConfig(
+      steps=4, batch_size=32, eval_every=4, steps_per_dispatch=2, warmup_steps=1, learning_rate=0.01,
+      label_smoothing=0.1, model=TINY_MODEL))
+  monkeypatch.chdir(tmp_path)
+  assert train.main(['--preset', 'tiny', '--seed', '5', '--data-dir', str(fake_mnist)]) == 0
+  summary = json.loads((tmp_path / 'checkpoints' / 'tiny' / 'summary.json').read_text())
+  expected = dataclasses.replace(config_lib.PRESETS['tiny'], seed=5, data_dir=str(fake_mnist))
+  assert summary['config'] == json.loads(expected.to_json())
+
+
+def test_unknown_preset_exits_2(capsys):
+  with pytest.raises(SystemExit) as e:
+    train.main(['--preset', 'nope'])
+  assert e.value.code == 2
+  assert "argument --preset: invalid choice: 'nope'" in capsys.readouterr().err

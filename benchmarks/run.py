@@ -1,0 +1,206 @@
+"""The benchmark suite: `python -m benchmarks.run [--quick]` (run under xvfb-run for the GUI figure).
+
+Measures training throughput (default and fast models), compile time, process-start-to-result
+time of `train.py --preset fast` over seeds, predict latency, GUI start-up, checkpoint save and
+restore, and peak RSS. Writes benchmarks/results.json and regenerates the README's performance
+table from it. --quick runs a few of each into a temporary file instead, as a smoke test (CI).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / 'benchmarks' / 'results.json'
+README = ROOT / 'README.md'
+BEGIN, END = '<!-- benchmarks:begin -->', '<!-- benchmarks:end -->'
+
+
+def hardware() -> dict[str, str]:
+  """What every figure was measured on."""
+  import jax
+  import jaxlib
+  cpu = platform.processor() or platform.machine()
+  try:
+    cpu = next(line.split(':', 1)[1].strip() for line in Path('/proc/cpuinfo').read_text().splitlines()
+               if line.startswith('model name'))
+  except (OSError, StopIteration):
+    pass
+  device = jax.devices()[0]
+  return {'cpu': f'{cpu}, {os.cpu_count()} cores', 'device': f'{jax.device_count()}x {device.device_kind}',
+          'platform': device.platform, 'jax': jax.__version__, 'jaxlib': jaxlib.__version__}
+
+
+def throughput(preset: str, chunks: int) -> dict[str, float]:
+  """Steady-state training images/s of a preset's model and batch, and its compile time."""
+  import jax
+  import jax.numpy as jnp
+  from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+  from digitrec_jax import CNN, create_train_state, make_apply_fn, training
+  from digitrec_jax.config import PRESETS
+  config = PRESETS[preset]
+  mesh = Mesh(np.array(jax.devices()), ('data',))
+  replicated = NamedSharding(mesh, P())
+  rng = np.random.default_rng(0)
+  data = {'image': jax.device_put(rng.integers(0, 256, (60_000, 28, 28, 1), dtype=np.uint8), replicated),
+          'label': jax.device_put(rng.integers(0, 10, 60_000).astype(np.int32), replicated)}
+  chunk = training.make_train_chunk(config, make_apply_fn(CNN.from_config(config.model)),
+                                    training.make_optimizer(config), mesh)
+  state = jax.device_put(create_train_state(config), replicated)
+  orders = training.epoch_orders(state, jnp.int32(0), 60_000)
+  n = config.steps_per_dispatch
+  t0 = time.perf_counter()
+  compiled = chunk.lower(state, data, orders, jnp.int32(0), n).compile()
+  compile_s = time.perf_counter() - t0
+  state, metrics = compiled(state, data, orders, jnp.int32(0))
+  jax.block_until_ready(metrics)
+  t0, c0 = time.perf_counter(), time.process_time()
+  for _ in range(chunks):
+    state, metrics = compiled(state, data, orders, jnp.int32(0))
+  jax.block_until_ready(metrics)
+  wall = time.perf_counter() - t0
+  return {'images_per_second': round(chunks * n * config.batch_size / wall, 1),
+          'cpu_seconds_per_wall_second': round((time.process_time() - c0) / wall, 2),
+          'compile_seconds': round(compile_s, 2), 'batch_size': config.batch_size, 'steps_per_dispatch': n}
+
+
+def fast_runs(seeds: list[int], data_dir: str, extra: list[str]) -> dict:
+  """`python train.py --preset fast` per seed, timed from process start to exit."""
+  runs = []
+  for seed in seeds:
+    with tempfile.TemporaryDirectory() as run_dir:
+      t0 = time.perf_counter()
+      out = subprocess.run([sys.executable, str(ROOT / 'train.py'), '--preset', 'fast', '--seed', str(seed),
+                            '--data-dir', data_dir, '--checkpoint-dir', run_dir, *extra],
+                           capture_output=True, text=True, timeout=1800)
+      wall = time.perf_counter() - t0
+      if out.returncode:
+        raise RuntimeError(out.stderr[-2000:])
+      summary = json.loads((Path(run_dir) / 'summary.json').read_text())
+    runs.append({'seed': seed, 'test_accuracy': summary['test_accuracy'], 'process_seconds': round(wall, 2),
+                 'train_seconds': summary['train_seconds'], 'step': summary['step']})
+  accuracies = [r['test_accuracy'] for r in runs]
+  walls = [r['process_seconds'] for r in runs]
+  return {'runs': runs, 'mean_test_accuracy': round(float(np.mean(accuracies)), 5),
+          'min_test_accuracy': min(accuracies), 'mean_process_seconds': round(float(np.mean(walls)), 2),
+          'max_process_seconds': max(walls),
+          'peak_rss_mib': round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)}
+
+
+def checkpoint_times(repeats: int) -> dict[str, float]:
+  """Save and restore of the default model's full train state, and restore of params alone."""
+  import jax
+
+  from digitrec_jax import create_train_state, restore_params
+  from digitrec_jax.checkpoint import RunCheckpoints
+  from digitrec_jax.config import PRESETS
+  config = PRESETS['default']
+  state = create_train_state(config)
+  abstract = jax.eval_shape(lambda: create_train_state(config))
+  sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  saves, restores, params_restores = [], [], []
+  with tempfile.TemporaryDirectory() as tmp:
+    ckpts = RunCheckpoints(Path(tmp) / 'run', keep=repeats + 1)
+    for step in range(1, repeats + 1):
+      t0 = time.perf_counter()
+      ckpts.save_state(step, state, config)
+      saves.append(time.perf_counter() - t0)
+      t0 = time.perf_counter()
+      jax.block_until_ready(ckpts.restore_state(step, abstract, sharding))
+      restores.append(time.perf_counter() - t0)
+    ckpts.close()
+    for _ in range(repeats):
+      t0 = time.perf_counter()
+      jax.block_until_ready(restore_params(Path(tmp) / 'run'))
+      params_restores.append(time.perf_counter() - t0)
+  return {'save_state_ms': round(1e3 * float(np.median(saves)), 1),
+          'restore_state_ms': round(1e3 * float(np.median(restores)), 1),
+          'restore_params_ms': round(1e3 * float(np.median(params_restores)), 1),
+          'state_megabytes': round(sum(x.nbytes for x in jax.tree.leaves(state)) / 2**20, 2)}
+
+
+def render_table(results: dict) -> str:
+  hw, t, fast, gui, ck = (results['hardware'], results['train'], results['fast_preset'], results['gui'],
+                          results['checkpoint'])
+  lines = [BEGIN, '| measure | result | goal |', '| --- | --- | --- |']
+  for preset in ('default', 'fast'):
+    r = t[preset]
+    lines.append(f'| train images/s, `--preset {preset}` (batch {r["batch_size"]}, steady state) '
+                 f'| {r["images_per_second"]:,.0f} (CPU/wall {r["cpu_seconds_per_wall_second"]}) | |')
+    lines.append(f'| compile, `--preset {preset}` ({r["steps_per_dispatch"]} fused steps) '
+                 f'| {r["compile_seconds"]:.1f} s | |')
+  n = len(fast['runs'])
+  lines += [
+      f'| `python train.py --preset fast`: test accuracy, mean of {n} seeds (min) '
+      f'| {fast["mean_test_accuracy"]:.2%} ({fast["min_test_accuracy"]:.2%}) | ≥ 99.0% |',
+      f'| same: process start to final evaluation, mean (max) | {fast["mean_process_seconds"]:.1f} s '
+      f'({fast["max_process_seconds"]:.1f} s) | ≤ 60 s |',
+      f'| same: peak RSS | {fast["peak_rss_mib"]:,.0f} MiB | |',
+      f'| `preprocess_drawing` + `predict_proba`, one image, p50 (p99) | {gui["latency_p50_ms"]:.2f} ms '
+      f'({gui["latency_p99_ms"]:.2f} ms) | ≤ 2 ms |',
+  ]
+  if gui.get('startup_median_s') is not None:
+    lines.append(f'| `python gui.py` to window ready, median of {gui["startup_runs"]} '
+                 f'| {gui["startup_median_s"]:.2f} s | ≤ 3 s |')
+  lines += [
+      f'| checkpoint save / restore, default train state ({ck["state_megabytes"]} MB) '
+      f'| {ck["save_state_ms"]:.0f} / {ck["restore_state_ms"]:.0f} ms | |',
+      f'| `restore_params` (inference load) | {ck["restore_params_ms"]:.0f} ms | |',
+      '',
+      f'Measured by `{results["command"]}` on {hw["cpu"]} ({hw["device"]}), jax {hw["jax"]}, '
+      f'jaxlib {hw["jaxlib"]}.',
+      END]
+  return '\n'.join(lines)
+
+
+def update_readme(results: dict) -> None:
+  text = README.read_text()
+  start, end = text.index(BEGIN), text.index(END) + len(END)
+  README.write_text(text[:start] + render_table(results) + text[end:])
+
+
+def main(argv: list[str] | None = None) -> int:
+  parser = argparse.ArgumentParser(prog='python -m benchmarks.run', description=__doc__.splitlines()[0])
+  parser.add_argument('--quick', action='store_true', help='a fast smoke run; writes --out, not results.json')
+  parser.add_argument('--seeds', type=int, default=5)
+  parser.add_argument('--data-dir', default=os.environ.get('DIGITREC_DATA_DIR'))
+  parser.add_argument('--out', default=None, help='results file (default: benchmarks/results.json)')
+  args = parser.parse_args(argv)
+  if not args.data_dir:
+    parser.error('pass --data-dir or set DIGITREC_DATA_DIR to the MNIST folder')
+  sys.path.insert(0, str(ROOT))
+  from benchmarks import gui_latency
+  quick = args.quick
+  results = {
+      'hardware': hardware(),
+      'command': 'xvfb-run python -m benchmarks.run' + (' --quick' if quick else ''),
+      'train': {p: throughput(p, chunks=1 if quick else 20) for p in ('default', 'fast')},
+      'fast_preset': fast_runs([0] if quick else list(range(args.seeds)), args.data_dir,
+                               ['--steps', '20'] if quick else []),
+      'gui': {**gui_latency.measure_latency(5 if quick else 1000),
+              **(gui_latency.measure_startup(1 if quick else 5) or {})},
+      'checkpoint': checkpoint_times(2 if quick else 10),
+  }
+  out = Path(args.out) if args.out else (Path(tempfile.mkdtemp()) / 'results.json' if quick else RESULTS)
+  out.write_text(json.dumps(results, indent=2, sort_keys=True) + '\n')
+  if out == RESULTS:
+    update_readme(results)
+  print(render_table(results))
+  print(f'wrote {out}')
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())
