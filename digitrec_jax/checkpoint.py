@@ -201,7 +201,7 @@ def restore_for_inference(checkpoint_dir: str | Path) -> tuple[Any, TrainConfig,
         else:
           abstract = jax.eval_shape(lambda: training.create_train_state(config))
           args = ocp.args.Composite(state=ocp.args.StandardRestore(_with_sharding(abstract, device)))
-          params = manager.restore(step, args=args).state.params
+          params = training.eval_params(manager.restore(step, args=args).state)
           accuracy = _summary_accuracy(root, step)
     except Exception as e:
       raise CheckpointError(f'cannot restore {root / sub / str(step)} ({type(e).__name__}); the checkpoint '

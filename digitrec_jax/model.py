@@ -32,19 +32,22 @@ def normalize(images: jax.Array) -> jax.Array:
 
 
 class CNN(nn.Module):
-  """Conv-ReLU-maxpool blocks, then one hidden dense layer; returns logits."""
+  """Blocks of 3x3 conv-ReLU layers, each ending in 2x2 pooling, then one hidden dense layer; returns logits."""
 
   conv_features: tuple[int, ...] = ModelConfig.conv_features
+  convs_per_block: int = ModelConfig.convs_per_block
   dense_features: int = ModelConfig.dense_features
   dropout_rate: float = ModelConfig.dropout_rate
+  pool: str = ModelConfig.pool
 
   @nn.compact
   def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
     x = normalize(images)
+    pool = nn.max_pool if self.pool == 'max' else nn.avg_pool
     for features in self.conv_features:
-      x = nn.Conv(features, (3, 3))(x)
-      x = nn.relu(x)
-      x = nn.max_pool(x, (2, 2), strides=(2, 2))
+      for _ in range(self.convs_per_block):
+        x = nn.relu(nn.Conv(features, (3, 3))(x))
+      x = pool(x, (2, 2), strides=(2, 2))
     x = x.reshape((x.shape[0], -1))
     x = nn.relu(nn.Dense(self.dense_features)(x))
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
@@ -52,8 +55,8 @@ class CNN(nn.Module):
 
   @classmethod
   def from_config(cls, config: ModelConfig) -> 'CNN':
-    return cls(conv_features=config.conv_features, dense_features=config.dense_features,
-               dropout_rate=config.dropout_rate)
+    return cls(conv_features=config.conv_features, convs_per_block=config.convs_per_block,
+               dense_features=config.dense_features, dropout_rate=config.dropout_rate, pool=config.pool)
 
 
 def make_apply_fn(model: CNN) -> ApplyFn:

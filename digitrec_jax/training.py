@@ -17,6 +17,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from digitrec_jax import augment as augment_lib
 from digitrec_jax import checkpoint as ckpt_lib
 from digitrec_jax import data as data_lib
 from digitrec_jax.config import TrainConfig
@@ -34,6 +35,8 @@ class TrainState(flax.struct.PyTreeNode):
   # Raw key data of the run's base key. All randomness is derived from (rng, step), so a
   # resumed run draws exactly the stream an uninterrupted one would have.
   rng: jax.Array
+  # Exponential moving average of `params` when config.ema_decay > 0, else None.
+  ema_params: Any = None
 
 
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
@@ -50,7 +53,13 @@ def create_train_state(config: TrainConfig) -> TrainState:
   init_key, run_key = jax.random.split(jax.random.key(config.seed))
   params = init_params(CNN.from_config(config.model), init_key)
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                    opt_state=make_optimizer(config).init(params), rng=jax.random.key_data(run_key))
+                    opt_state=make_optimizer(config).init(params), rng=jax.random.key_data(run_key),
+                    ema_params=jax.tree.map(jnp.copy, params) if config.ema_decay else None)
+
+
+def eval_params(state: TrainState) -> Any:
+  """The weights to evaluate, checkpoint as best and ship: the EMA when there is one."""
+  return state.params if state.ema_params is None else state.ema_params
 
 
 def _keys(state: TrainState) -> tuple[jax.Array, jax.Array]:
@@ -60,12 +69,30 @@ def _keys(state: TrainState) -> tuple[jax.Array, jax.Array]:
 
 
 def train_step(state: TrainState, batch: Batch, *, apply_fn: ApplyFn, tx: optax.GradientTransformation,
-               label_smoothing: float = 0.0) -> tuple[TrainState, Metrics]:
-  """One optimizer update on `batch`; returns the new state and the batch's loss and accuracy."""
+               config: TrainConfig | None = None) -> tuple[TrainState, Metrics]:
+  """One optimizer update on `batch`; returns the new state and the batch's loss and accuracy.
+
+  `config` (default `TrainConfig()`) gives label smoothing and augmentation: with it on, the batch's
+  images are randomly warped first. With `config.ema_decay` the EMA weights follow the new params.
+  """
+  config = TrainConfig() if config is None else config
+  if (state.ema_params is not None) != (config.ema_decay > 0):
+    raise ValueError('the state has EMA weights but config.ema_decay is 0, or the reverse; pass the config '
+                     'the state was created with')
   step_key, _ = _keys(state)
+  dropout_key, augment_key = jax.random.split(step_key)
+  images = batch['image']
+  if config.augments:
+    affine_key, stroke_key = jax.random.split(augment_key)
+    images = augment_lib.random_affine(
+        affine_key, images, rotation=config.augment_rotation, scale=config.augment_scale,
+        shear=config.augment_shear, shift=config.augment_shift)
+    if config.augment_stroke:
+      images = augment_lib.random_stroke_width(stroke_key, images, config.augment_stroke)
+  label_smoothing = config.label_smoothing
 
   def loss_fn(params):
-    logits = apply_fn(params, batch['image'], dropout_rng=step_key)
+    logits = apply_fn(params, images, dropout_rng=dropout_key)
     if label_smoothing:
       targets = optax.smooth_labels(jax.nn.one_hot(batch['label'], logits.shape[-1]), label_smoothing)
       loss = optax.softmax_cross_entropy(logits, targets).mean()
@@ -77,7 +104,12 @@ def train_step(state: TrainState, batch: Batch, *, apply_fn: ApplyFn, tx: optax.
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   accuracy = jnp.mean(jnp.argmax(logits, -1) == batch['label'])
-  new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
+  ema = state.ema_params
+  if ema is not None:
+    # The usual warm-up of the decay, so early averages are not dominated by the random init.
+    decay = jnp.minimum(config.ema_decay, (1.0 + state.step) / (10.0 + state.step))
+    ema = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema, params)
+  new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema)
   return new_state, {'loss': loss, 'accuracy': accuracy}
 
 
@@ -127,7 +159,7 @@ def make_train_chunk(config: TrainConfig, apply_fn: ApplyFn, tx: optax.GradientT
     def body(state, _):
       batch = get_batch(train_data, orders, first_epoch, state.step, config.batch_size)
       batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
-      return train_step(state, batch, apply_fn=apply_fn, tx=tx, label_smoothing=config.label_smoothing)
+      return train_step(state, batch, apply_fn=apply_fn, tx=tx, config=config)
     return jax.lax.scan(body, state, length=num_steps, unroll=unroll)
 
   return jax.jit(chunk, static_argnums=4, donate_argnums=0, out_shardings=(replicated, replicated))
@@ -322,12 +354,12 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, *, resume: bool
       if step == next_eval:
         drain(pending)
         pending = None
-        eval_metrics = evaluate(apply_fn, state.params, eval_batches)
+        eval_metrics = evaluate(apply_fn, eval_params(state), eval_batches)
         row = {'step': step, **eval_metrics}
         # Best first: a crash between the two saves then re-runs this evaluation on resume.
         if eval_metrics['test_accuracy'] > best_accuracy:
           best_accuracy = eval_metrics['test_accuracy']
-          checkpoints.save_best(step, state.params, config, row)
+          checkpoints.save_best(step, eval_params(state), config, row)
         checkpoints.save_state(step, state, config)
         last_drain[0] = time.perf_counter()  # Evaluation and saving are not training throughput.
         log.write(row)
@@ -340,7 +372,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, *, resume: bool
     bar.close()
     train_seconds = time.perf_counter() - t_start
     if eval_metrics is None:  # Nothing left to train: report the restored state.
-      eval_metrics = evaluate(apply_fn, state.params, eval_batches)
+      eval_metrics = evaluate(apply_fn, eval_params(state), eval_batches)
     device = jax.devices()[0]
     images = (step - first_step) * config.batch_size
     summary = {

@@ -9,6 +9,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import kernels, run  # noqa: E402
+from digitrec_jax.config import PRESETS  # noqa: E402
 
 
 def test_quick_suite_writes_every_figure(real_data_dir, tmp_path, monkeypatch, capsys):
@@ -16,14 +17,28 @@ def test_quick_suite_writes_every_figure(real_data_dir, tmp_path, monkeypatch, c
   out = tmp_path / 'results.json'
   assert run.main(['--quick', '--data-dir', real_data_dir, '--out', str(out)]) == 0
   results = json.loads(out.read_text())
-  assert set(results) == {'hardware', 'command', 'train', 'fast_preset', 'gui', 'checkpoint'}
-  assert set(results['train']) == {'default', 'fast'}
+  assert set(results) == {'hardware', 'command', 'commands', 'train', 'fast_preset', 'gui', 'checkpoint', 'canvas'}
+  assert set(results['train']) == {'default', 'fast', 'best'}
   assert all(r['images_per_second'] > 0 and r['compile_seconds'] > 0 for r in results['train'].values())
   assert results['fast_preset']['runs'][0]['step'] == 20
   assert results['gui']['traces'] == 1 and results['gui']['latency_p50_ms'] > 0
   assert results['checkpoint']['restore_params_ms'] > 0
   assert results['hardware']['jax'] and results['hardware']['jaxlib']
+  assert results['canvas']['count'] == 100 and 0.5 < results['canvas']['preprocess_accuracy'] <= 1
   assert run.render_table(results) in capsys.readouterr().out
+  # --only re-measures one section and keeps the rest.
+  before = json.loads(out.read_text())
+  assert run.main(['--quick', '--data-dir', real_data_dir, '--out', str(out), '--only', 'checkpoint']) == 0
+  after = json.loads(out.read_text())
+  assert after['train'] == before['train'] and after['canvas'] == before['canvas']
+  assert after['commands']['checkpoint'].endswith('--only checkpoint')
+
+
+def test_only_rejects_unknown_sections(real_data_dir, capsys):
+  with pytest.raises(SystemExit) as e:
+    run.main(['--quick', '--data-dir', real_data_dir, '--only', 'train,bogus'])
+  assert e.value.code == 2
+  assert 'unknown --only section bogus; choose from train, fast_preset, gui, checkpoint, canvas' in capsys.readouterr().err
 
 
 def test_readme_table_is_generated_from_committed_results():
@@ -44,3 +59,14 @@ def test_quick_suite_needs_data(monkeypatch, capsys):
     run.main(['--quick'])
   assert e.value.code == 2
   assert 'pass --data-dir or set DIGITREC_DATA_DIR' in capsys.readouterr().err
+
+
+def test_recipe_overrides_parse_into_a_config():
+  from benchmarks.throughput import config_from_args
+  config = config_from_args(['fast', 'model.pool=max', 'steps=1100', 'model.conv_features=8,16',
+                             'label_smoothing=0.05'])
+  assert config.model.pool == 'max' and config.model.conv_features == (8, 16)
+  assert config.steps == 1100 and config.label_smoothing == 0.05
+  assert config.learning_rate == PRESETS['fast'].learning_rate
+  with pytest.raises(SystemExit, match="^error: unknown field 'bogus=1'$"):
+    config_from_args(['fast', 'bogus=1'])

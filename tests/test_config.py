@@ -1,6 +1,10 @@
+import json
+import re
+
 import pytest
 
 from digitrec_jax import ModelConfig, TrainConfig
+from digitrec_jax.config import PRESETS
 
 
 def test_json_round_trip_rebuilds_equal_config():
@@ -27,5 +31,46 @@ def test_unknown_fields_are_rejected():
 
 
 def test_too_many_conv_blocks_is_rejected():
-  with pytest.raises(ValueError, match='at most 2 conv blocks'):
-    ModelConfig(conv_features=(4, 8, 16))
+  ModelConfig(conv_features=(4, 8, 16))
+  with pytest.raises(ValueError, match='^at most 3 conv blocks fit a 28x28 image'):
+    ModelConfig(conv_features=(4, 8, 16, 32))
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    ({'convs_per_block': 0}, 'convs_per_block must be a positive integer, got 0'),
+    ({'pool': 'median'}, "pool must be 'max' or 'avg', got 'median'"),
+])
+def test_bad_model_fields_are_rejected(kwargs, message):
+  with pytest.raises(ValueError, match='^' + message + '$'):
+    ModelConfig(**kwargs)
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    ({'augment_rotation': -1.0}, 'augment_rotation must be >= 0, got -1.0'),
+    ({'augment_shift': float('nan')}, 'augment_shift must be >= 0, got nan'),
+    ({'augment_scale': 1.0}, 'augment_scale must be < 1, got 1.0'),
+    ({'augment_stroke': 1.5}, 'augment_stroke must be in [0, 1], got 1.5'),
+    ({'ema_decay': 1.0}, 'ema_decay must be in [0, 1), got 1.0'),
+])
+def test_bad_augmentation_and_ema_fields_are_rejected(kwargs, message):
+  with pytest.raises(ValueError, match='^' + re.escape(message) + '$'):
+    TrainConfig(**kwargs)
+
+
+def test_augments_is_true_when_any_augmentation_is_on():
+  assert not TrainConfig().augments
+  assert TrainConfig(augment_shear=0.1).augments and TrainConfig(augment_stroke=0.5).augments
+
+
+def test_every_preset_round_trips_through_json():
+  for name, preset in PRESETS.items():
+    assert TrainConfig.from_dict(json.loads(preset.to_json())) == preset, name
+
+
+def test_old_configs_without_new_fields_still_load():
+  # The shipped checkpoint of an earlier version stores no pool/convs_per_block/augment fields.
+  d = TrainConfig().to_dict()
+  for key in ('augment_rotation', 'augment_scale', 'augment_shear', 'augment_shift', 'augment_stroke', 'ema_decay'):
+    del d[key]
+  del d['model']['pool'], d['model']['convs_per_block']
+  assert TrainConfig.from_dict(d) == TrainConfig()

@@ -52,3 +52,29 @@ def test_dropout_rng_switches_training_mode():
   x = jnp.ones((2, *IMAGE_SHAPE))
   np.testing.assert_array_equal(apply(params, x), apply(params, x))
   assert not np.allclose(apply(params, x), apply(params, x, dropout_rng=jax.random.key(3)))
+
+
+def test_convs_per_block_and_three_blocks_have_exact_parameter_counts():
+  two = init_params(CNN.from_config(ModelConfig(conv_features=(4, 8), convs_per_block=2, dense_features=16)),
+                    jax.random.key(0))
+  # convs 1->4, 4->4, 4->8, 8->8 (3x3 + bias), dense 7*7*8->16, 16->10.
+  assert _count(two) == (40 + 148) + (296 + 584) + (392 * 16 + 16) + (16 * 10 + 10)
+  assert sorted(two) == ['Conv_0', 'Conv_1', 'Conv_2', 'Conv_3', 'Dense_0', 'Dense_1']
+  three = init_params(CNN.from_config(ModelConfig(conv_features=(4, 8, 8), dense_features=16)), jax.random.key(0))
+  assert three['Dense_0']['kernel'].shape == (3 * 3 * 8, 16)  # 28 -> 14 -> 7 -> 3
+
+
+def test_avg_pool_averages_where_max_pool_takes_the_max():
+  configs = [ModelConfig(conv_features=(4,), dense_features=8, pool=pool) for pool in ('max', 'avg')]
+  params = init_params(CNN.from_config(configs[0]), jax.random.key(0))
+  x = jax.random.uniform(jax.random.key(1), (2, *IMAGE_SHAPE))
+  conv = lambda model: model.apply({'params': params}, x, capture_intermediates=True,
+                                   mutable=['intermediates'])[1]['intermediates']['Conv_0']['__call__'][0]
+  features = jax.nn.relu(conv(CNN.from_config(configs[0])))
+  blocks = features.reshape(2, 14, 2, 14, 2, 4)
+  for config, reduce in zip(configs, (jnp.max, jnp.mean)):
+    model = CNN.from_config(config)
+    pooled = reduce(blocks, axis=(2, 4)).reshape(2, -1)
+    expected = jax.nn.relu(pooled @ params['Dense_0']['kernel'] + params['Dense_0']['bias'])
+    expected = expected @ params['Dense_1']['kernel'] + params['Dense_1']['bias']
+    np.testing.assert_allclose(make_apply_fn(model)(params, x), expected, rtol=1e-4, atol=1e-5)

@@ -150,3 +150,57 @@ def test_non_finite_loss_stops_training_without_saving(tiny_config, tmp_path):
                                                r'saved; lower --learning-rate'):
     train_and_evaluate(config, tmp_path / 'run', progress=False)
   assert not list((tmp_path / 'run' / 'state').iterdir())
+
+
+def test_ema_follows_params_with_warmed_up_decay():
+  config = TrainConfig(steps=10, warmup_steps=0, ema_decay=0.99, model=TINY_MODEL)
+  apply_fn, tx = _setup(config)
+  state = create_train_state(config)
+  init = jax.device_get(state.params)
+  np.testing.assert_array_equal(jax.tree.leaves(state.ema_params)[0], jax.tree.leaves(init)[0])
+  step = jax.jit(functools.partial(train_step, apply_fn=apply_fn, tx=tx, config=config))
+  state1, _ = step(state, _batch())
+  # Step 0 uses decay min(0.99, 1/10) = 0.1; step 1 uses min(0.99, 2/11).
+  expected = jax.tree.map(lambda e, p: 0.1 * e + 0.9 * p, init, jax.device_get(state1.params))
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), state1.ema_params, expected)
+  state2, _ = step(state1, _batch(seed=1))
+  d = 2 / 11
+  expected = jax.tree.map(lambda e, p: d * e + (1 - d) * p, jax.device_get(state1.ema_params),
+                          jax.device_get(state2.params))
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), state2.ema_params, expected)
+  assert training.eval_params(state2) is state2.ema_params
+  plain = create_train_state(dataclasses.replace(config, ema_decay=0.0))
+  assert plain.ema_params is None and training.eval_params(plain) is plain.params
+
+
+def test_ema_state_and_config_must_agree():
+  config = TrainConfig(steps=10, ema_decay=0.9, model=TINY_MODEL)
+  apply_fn, tx = _setup(config)
+  with pytest.raises(ValueError, match='^the state has EMA weights but config.ema_decay is 0, or the reverse'):
+    train_step(create_train_state(config), _batch(), apply_fn=apply_fn, tx=tx)
+
+
+def test_augmentation_changes_the_step_and_is_keyed_by_seed_and_step():
+  base = TrainConfig(steps=10, warmup_steps=0, model=TINY_MODEL)
+  aug = dataclasses.replace(base, augment_rotation=20.0, augment_shift=3.0, augment_stroke=0.5)
+  apply_fn, tx = _setup(base)
+  run = lambda config: jax.device_get(
+      jax.jit(functools.partial(train_step, apply_fn=apply_fn, tx=tx, config=config))(
+          create_train_state(config), _batch())[1]['loss'])
+  assert run(aug) == run(aug)
+  assert run(aug) != run(base)
+
+
+def test_training_with_ema_saves_the_ema_weights_as_best(tiny_config, tmp_path):
+  config = dataclasses.replace(tiny_config, ema_decay=0.9, augment_rotation=5.0, augment_stroke=0.3)
+  train_and_evaluate(config, tmp_path / 'run', progress=False)
+  from digitrec_jax.checkpoint import RunCheckpoints, restore_for_inference
+  params, _, info = restore_for_inference(tmp_path / 'run')
+  ckpts = RunCheckpoints(tmp_path / 'run')
+  try:
+    state = ckpts.restore_state(info['step'], jax.eval_shape(lambda: create_train_state(config)),
+                                jax.sharding.SingleDeviceSharding(jax.devices()[0]))
+  finally:
+    ckpts.close()
+  jax.tree.map(np.testing.assert_array_equal, params, jax.device_get(state.ema_params))
+  assert not np.array_equal(jax.tree.leaves(state.ema_params)[0], jax.tree.leaves(state.params)[0])

@@ -1,0 +1,210 @@
+"""Evaluation report of a checkpoint on the MNIST test set: `python -m digitrec_jax.evaluate`.
+
+Prints the accuracy with its 95% interval, per-class accuracy and the confusion matrix, and writes
+to --out: confusion_matrix.png, misclassified.png, training_curves.png (from the run's
+metrics.jsonl) and evaluation.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from digitrec_jax.model import NUM_CLASSES
+
+EVAL_BATCH = 1000
+
+
+def wilson_interval(correct: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+  """The Wilson score interval of a binomial proportion (95% for the default z)."""
+  if n <= 0:
+    raise ValueError(f'need at least one example, got n={n}')
+  p = correct / n
+  denom = 1 + z * z / n
+  centre = (p + z * z / (2 * n)) / denom
+  half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+  return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int = NUM_CLASSES) -> np.ndarray:
+  """[true, predicted] counts."""
+  cm = np.zeros((num_classes, num_classes), np.int64)
+  np.add.at(cm, (np.asarray(labels), np.asarray(predictions)), 1)
+  return cm
+
+
+def predict_all(predictor, images: np.ndarray) -> np.ndarray:
+  """Probabilities [N, 10] for uint8 images [N, 28, 28, 1], in fixed-size batches (one compilation)."""
+  n = images.shape[0]
+  out = np.empty((n, NUM_CLASSES), np.float32)
+  for start in range(0, n, EVAL_BATCH):
+    batch = images[start:start + EVAL_BATCH].astype(np.float32) / 255.0
+    pad = EVAL_BATCH - batch.shape[0]
+    if pad:
+      batch = np.concatenate([batch, np.zeros((pad, *batch.shape[1:]), np.float32)])
+    out[start:start + EVAL_BATCH] = predictor.predict_proba(batch)[:EVAL_BATCH - pad]
+  return out
+
+
+def report(labels: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
+  """Accuracy, its 95% Wilson interval, per-class accuracy and the confusion matrix."""
+  predictions = probs.argmax(-1)
+  cm = confusion_matrix(labels, predictions)
+  n, correct = int(labels.shape[0]), int(np.trace(cm))
+  low, high = wilson_interval(correct, n)
+  per_class = (np.diag(cm) / np.maximum(cm.sum(1), 1)).tolist()
+  return {'count': n, 'correct': correct, 'accuracy': correct / n, 'accuracy_95ci': [low, high],
+          'per_class_accuracy': per_class, 'confusion_matrix': cm.tolist()}
+
+
+def format_report(r: dict[str, Any], where: str) -> str:
+  lines = [where, f'test accuracy {r["accuracy"]:.2%} ({r["correct"]:,} of {r["count"]:,}), '
+           f'95% interval {r["accuracy_95ci"][0]:.2%} to {r["accuracy_95ci"][1]:.2%}',
+           'per class: ' + '  '.join(f'{k} {a:.2%}' for k, a in enumerate(r['per_class_accuracy'])),
+           'confusion matrix (rows true, columns predicted):',
+           '      ' + ''.join(f'{k:>6}' for k in range(NUM_CLASSES))]
+  lines += [f'{k:>6}' + ''.join(f'{v:>6}' for v in row) for k, row in enumerate(r['confusion_matrix'])]
+  return '\n'.join(lines)
+
+
+def _pyplot():
+  import matplotlib
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt
+  return plt
+
+
+def plot_confusion_matrix(cm: np.ndarray, path: Path, title: str) -> None:
+  plt = _pyplot()
+  cm = np.asarray(cm)
+  off = cm.copy()
+  np.fill_diagonal(off, 0)
+  fig, ax = plt.subplots(figsize=(6.4, 5.6), dpi=110)
+  # Colour shows the errors: the diagonal would otherwise wash every mistake out.
+  im = ax.imshow(off, cmap='Reds', vmin=0, vmax=max(1, off.max()))
+  for i in range(cm.shape[0]):
+    for j in range(cm.shape[1]):
+      if cm[i, j]:
+        ax.text(j, i, str(cm[i, j]), ha='center', va='center', fontsize=7,
+                color='black' if i != j else '#1f5f1f', fontweight='bold' if i == j else 'normal')
+  ax.set_xticks(range(NUM_CLASSES))
+  ax.set_yticks(range(NUM_CLASSES))
+  ax.set_xlabel('predicted')
+  ax.set_ylabel('true')
+  ax.set_title(title, fontsize=10)
+  fig.colorbar(im, ax=ax, label='errors')
+  fig.tight_layout()
+  fig.savefig(path)
+  plt.close(fig)
+
+
+def plot_misclassified(images: np.ndarray, labels: np.ndarray, probs: np.ndarray, path: Path,
+                       limit: int = 100) -> int:
+  """A grid of up to `limit` misclassified digits, most confident mistakes first; returns how many."""
+  plt = _pyplot()
+  predictions = probs.argmax(-1)
+  wrong = np.flatnonzero(predictions != labels)
+  wrong = wrong[np.argsort(-probs[wrong, predictions[wrong]], kind='stable')][:limit]
+  cols = 10
+  rows = max(1, -(-len(wrong) // cols))
+  fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.95, rows * 1.12), dpi=110, squeeze=False)
+  for ax in axes.flat:
+    ax.axis('off')
+  for ax, i in zip(axes.flat, wrong):
+    ax.imshow(images[i, ..., 0], cmap='gray_r', vmin=0, vmax=255)
+    ax.set_title(f'{labels[i]}→{predictions[i]} {probs[i, predictions[i]]:.0%}', fontsize=7)
+  fig.suptitle(f'{len(wrong)} misclassified test digits: true→predicted (confidence)', fontsize=9)
+  fig.tight_layout()
+  fig.savefig(path)
+  plt.close(fig)
+  return len(wrong)
+
+
+def read_metrics(path: Path) -> tuple[list[dict], list[dict]]:
+  """(train rows, eval rows) of a metrics.jsonl written by training."""
+  train, evals = [], []
+  for line in path.read_text().splitlines():
+    if line.strip():
+      row = json.loads(line)
+      (evals if 'test_accuracy' in row else train).append(row)
+  return train, evals
+
+
+def plot_training_curves(metrics_path: Path, path: Path) -> None:
+  plt = _pyplot()
+  train, evals = read_metrics(metrics_path)
+  if not train and not evals:
+    raise ValueError(f'{metrics_path} holds no metrics')
+  fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.8), dpi=110)
+  if train:
+    steps = np.array([r['step'] for r in train])
+    loss = np.array([r['train_loss'] for r in train])
+    acc = np.array([r['train_accuracy'] for r in train])
+    k = max(1, len(train) // 100)  # Moving average over ~1% of the run: per-chunk values are noisy.
+    smooth = lambda v: np.convolve(v, np.ones(k) / k, mode='valid')
+    ax_loss.plot(steps[k - 1:], smooth(loss), label='train (augmented batches)', lw=1)
+    ax_acc.plot(steps[k - 1:], 100 * (1 - smooth(acc)), label='train (augmented batches)', lw=1)
+  if evals:
+    steps = [r['step'] for r in evals]
+    ax_loss.plot(steps, [r['test_loss'] for r in evals], 'o-', label='test', ms=3)
+    ax_acc.plot(steps, [100 * (1 - r['test_accuracy']) for r in evals], 'o-', label='test', ms=3)
+  ax_loss.set_ylabel('cross-entropy loss')
+  ax_acc.set_ylabel('error rate (%)')
+  for ax in (ax_loss, ax_acc):
+    ax.set_xlabel('step')
+    ax.set_yscale('log')
+    ax.grid(True, which='both', alpha=0.3)
+    ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path)
+  plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+  from digitrec_jax.checkpoint import CheckpointError, write_json
+  from digitrec_jax.data import DataError, load_mnist
+  from digitrec_jax.predict import load_predictor
+
+  parser = argparse.ArgumentParser(prog='python -m digitrec_jax.evaluate', description=__doc__.split('\n')[0])
+  parser.add_argument('--checkpoint', default=None, help='run dir (default: the shipped pretrained model)')
+  parser.add_argument('--data-dir', default=None,
+                      help='folder with the MNIST .gz files (default: $DIGITREC_DATA_DIR, else download)')
+  parser.add_argument('--out', default='docs', help='folder for the PNGs and evaluation.json (default: docs)')
+  args = parser.parse_args(argv)
+  out = Path(args.out)
+  if out.exists() and not out.is_dir():
+    print(f'error: --out {out} is a file; pass a folder', file=sys.stderr)
+    return 2
+  try:
+    predictor = load_predictor(args.checkpoint)
+    images, labels = load_mnist('test', args.data_dir)
+  except (CheckpointError, DataError) as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 1
+  probs = predict_all(predictor, images)
+  r = report(labels, probs)
+  print(format_report(r, predictor.describe()))
+  out.mkdir(parents=True, exist_ok=True)
+  plot_confusion_matrix(np.array(r['confusion_matrix']), out / 'confusion_matrix.png',
+                        f'MNIST test: {r["accuracy"]:.2%} ({r["count"] - r["correct"]} errors)')
+  plot_misclassified(images, labels, probs, out / 'misclassified.png')
+  written = ['confusion_matrix.png', 'misclassified.png']
+  metrics = Path(predictor.info['path']).parents[1] / 'metrics.jsonl'
+  if metrics.is_file():
+    plot_training_curves(metrics, out / 'training_curves.png')
+    written.append('training_curves.png')
+  else:
+    print(f'note: no {metrics}; training curves skipped', file=sys.stderr)
+  write_json(out / 'evaluation.json', {'checkpoint': predictor.info['path'], 'step': predictor.info['step'], **r})
+  print(f'wrote {", ".join(str(out / w) for w in written + ["evaluation.json"])}')
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())
