@@ -40,11 +40,13 @@ def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: i
 
 
 def predict_all(predictor, images: np.ndarray) -> np.ndarray:
-  """Probabilities [N, 10] for uint8 images [N, 28, 28, 1], in fixed-size batches (one compilation)."""
+  """Probabilities [N, 10] for images [N, 28, 28, 1] (uint8, or float in [0, 1] as `preprocess_drawing`
+  gives), in fixed-size batches (one compilation)."""
   n = images.shape[0]
   out = np.empty((n, NUM_CLASSES), np.float32)
+  scale = 255.0 if images.dtype == np.uint8 else 1.0
   for start in range(0, n, EVAL_BATCH):
-    batch = images[start:start + EVAL_BATCH].astype(np.float32) / 255.0
+    batch = images[start:start + EVAL_BATCH].astype(np.float32) / scale
     pad = EVAL_BATCH - batch.shape[0]
     if pad:
       batch = np.concatenate([batch, np.zeros((pad, *batch.shape[1:]), np.float32)])
