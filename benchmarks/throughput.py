@@ -28,8 +28,13 @@ def config_from_args(argv: list[str]) -> TrainConfig:
     if key not in target:
       raise SystemExit(f'error: unknown field {item!r}')
     old = target[key]
-    target[key] = (tuple(int(v) for v in value.split(',')) if isinstance(old, tuple)
-                   else type(old)(value) if old is not None else value)
+    if isinstance(old, bool):
+      if value.lower() not in ('true', 'false'):
+        raise SystemExit(f'error: {key} takes true or false, got {value!r}')
+      target[key] = value.lower() == 'true'
+    else:
+      target[key] = (tuple(int(v) for v in value.split(',')) if isinstance(old, tuple)
+                     else type(old)(value) if old is not None else value)
   return TrainConfig.from_dict(d)
 
 

@@ -17,6 +17,7 @@ class ModelConfig:
   dense_features: int = 256
   dropout_rate: float = 0.0
   pool: str = 'max'  # 'max' or 'avg' pooling at the end of each block.
+  batch_norm: bool = False  # Batch norm after every hidden layer; its statistics are stored with the params.
 
   def __post_init__(self):
     object.__setattr__(self, 'conv_features', tuple(int(f) for f in self.conv_features))
@@ -26,6 +27,8 @@ class ModelConfig:
       raise ValueError('at most 3 conv blocks fit a 28x28 image (each halves it)')
     if isinstance(self.convs_per_block, bool) or not isinstance(self.convs_per_block, int) or self.convs_per_block <= 0:
       raise ValueError(f'convs_per_block must be a positive integer, got {self.convs_per_block!r}')
+    if not isinstance(self.batch_norm, bool):
+      raise ValueError(f'batch_norm must be true or false, got {self.batch_norm!r}')
     if self.pool not in ('max', 'avg'):
       raise ValueError(f"pool must be 'max' or 'avg', got {self.pool!r}")
     if self.dense_features <= 0:

@@ -21,7 +21,7 @@ from digitrec_jax import augment as augment_lib
 from digitrec_jax import checkpoint as ckpt_lib
 from digitrec_jax import data as data_lib
 from digitrec_jax.config import TrainConfig
-from digitrec_jax.model import CNN, ApplyFn, init_params, make_apply_fn
+from digitrec_jax.model import CNN, Apply, ApplyFn, init_params, make_apply_fn
 
 Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
@@ -68,7 +68,7 @@ def _keys(state: TrainState) -> tuple[jax.Array, jax.Array]:
   return jax.random.fold_in(step_base, state.step), data_key
 
 
-def train_step(state: TrainState, batch: Batch, *, apply_fn: ApplyFn, tx: optax.GradientTransformation,
+def train_step(state: TrainState, batch: Batch, *, apply_fn: Apply, tx: optax.GradientTransformation,
                config: TrainConfig | None = None) -> tuple[TrainState, Metrics]:
   """One optimizer update on `batch`; returns the new state and the batch's loss and accuracy.
 
@@ -92,17 +92,21 @@ def train_step(state: TrainState, batch: Batch, *, apply_fn: ApplyFn, tx: optax.
   label_smoothing = config.label_smoothing
 
   def loss_fn(params):
-    logits = apply_fn(params, images, dropout_rng=dropout_key)
+    logits, trained = apply_fn.train(params, images, dropout_key)
     if label_smoothing:
       targets = optax.smooth_labels(jax.nn.one_hot(batch['label'], logits.shape[-1]), label_smoothing)
       loss = optax.softmax_cross_entropy(logits, targets).mean()
     else:
       loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch['label']).mean()
-    return loss, logits
+    return loss, (logits, trained)
 
-  (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  (loss, (logits, trained)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
+  if apply_fn.model.batch_norm:
+    # Running statistics are not learned by gradient (theirs is zero): they take the values this
+    # batch's forward pass computed.
+    params = {**params, 'batch_stats': trained['batch_stats']}
   accuracy = jnp.mean(jnp.argmax(logits, -1) == batch['label'])
   ema = state.ema_params
   if ema is not None:
@@ -142,7 +146,7 @@ def get_batch(train_data: Batch, orders: jax.Array, first_epoch: jax.Array, step
   return {'image': train_data['image'][idx], 'label': train_data['label'][idx]}
 
 
-def make_train_chunk(config: TrainConfig, apply_fn: ApplyFn, tx: optax.GradientTransformation,
+def make_train_chunk(config: TrainConfig, apply_fn: Apply, tx: optax.GradientTransformation,
                      mesh: Mesh) -> Callable[..., tuple[TrainState, Metrics]]:
   """jit(scan(train_step)): `num_steps` updates per dispatch, with the state donated.
 

@@ -70,3 +70,7 @@ def test_recipe_overrides_parse_into_a_config():
   assert config.learning_rate == PRESETS['fast'].learning_rate
   with pytest.raises(SystemExit, match="^error: unknown field 'bogus=1'$"):
     config_from_args(['fast', 'bogus=1'])
+  assert config_from_args(['fast', 'model.batch_norm=true']).model.batch_norm is True
+  assert config_from_args(['fast', 'model.batch_norm=False']).model.batch_norm is False
+  with pytest.raises(SystemExit, match="^error: batch_norm takes true or false, got 'yes'$"):
+    config_from_args(['fast', 'model.batch_norm=yes'])

@@ -39,6 +39,7 @@ def test_too_many_conv_blocks_is_rejected():
 @pytest.mark.parametrize('kwargs, message', [
     ({'convs_per_block': 0}, 'convs_per_block must be a positive integer, got 0'),
     ({'pool': 'median'}, "pool must be 'max' or 'avg', got 'median'"),
+    ({'batch_norm': 1}, 'batch_norm must be true or false, got 1'),
 ])
 def test_bad_model_fields_are_rejected(kwargs, message):
   with pytest.raises(ValueError, match='^' + message + '$'):

@@ -78,3 +78,52 @@ def test_avg_pool_averages_where_max_pool_takes_the_max():
     expected = jax.nn.relu(pooled @ params['Dense_0']['kernel'] + params['Dense_0']['bias'])
     expected = expected @ params['Dense_1']['kernel'] + params['Dense_1']['bias']
     np.testing.assert_allclose(make_apply_fn(model)(params, x), expected, rtol=1e-4, atol=1e-5)
+
+
+BN_MODEL = ModelConfig(conv_features=(4, 8), dense_features=16, batch_norm=True)
+
+
+def test_batch_norm_params_hold_weights_and_statistics():
+  params = init_params(CNN.from_config(BN_MODEL), jax.random.key(0))
+  assert sorted(params) == ['batch_stats', 'params']
+  assert sorted(params['params']) == ['BatchNorm_0', 'BatchNorm_1', 'BatchNorm_2', 'Conv_0', 'Conv_1',
+                                      'Dense_0', 'Dense_1']
+  assert sorted(params['params']['Conv_0']) == ['kernel']  # Batch norm's offset replaces the bias.
+  assert sorted(params['batch_stats']) == ['BatchNorm_0', 'BatchNorm_1', 'BatchNorm_2']
+  np.testing.assert_array_equal(params['batch_stats']['BatchNorm_1']['mean'], np.zeros(8))
+  np.testing.assert_array_equal(params['batch_stats']['BatchNorm_2']['var'], np.ones(16))
+  # convs 9*1*4, 9*4*8 (no bias) + scale and offset; dense 392*16 + scale and offset; 16*10+10.
+  assert _count(params['params']) == (36 + 8) + (288 + 16) + (392 * 16 + 32) + 170
+
+
+def test_batch_norm_inference_uses_running_statistics_and_training_updates_them():
+  model = CNN.from_config(BN_MODEL)
+  apply = make_apply_fn(model)
+  params = init_params(model, jax.random.key(0))
+  x = jax.random.uniform(jax.random.key(1), (6, *IMAGE_SHAPE))
+  # Inference: each image's logits do not depend on the rest of the batch.
+  np.testing.assert_allclose(apply(params, x[:1]), apply(params, x)[:1], rtol=1e-5, atol=1e-6)
+  # Training: batch statistics, so the same image scores differently in another batch.
+  logits, trained = apply.train(params, x, jax.random.key(2))
+  other, _ = apply.train(params, x[:3], jax.random.key(2))
+  assert not np.allclose(logits[:1], other[:1], atol=1e-4)
+  jax.tree.map(np.testing.assert_array_equal, trained['params'], params['params'])
+  # Running averages move a tenth of the way to the batch's mean and (biased) variance.
+  import flax.linen as nn
+  from digitrec_jax.model import normalize
+  conv = nn.Conv(4, (3, 3), use_bias=False).apply({'params': params['params']['Conv_0']}, normalize(x))
+  stats = trained['batch_stats']['BatchNorm_0']
+  np.testing.assert_allclose(stats['mean'], 0.1 * conv.mean((0, 1, 2)), rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(stats['var'], 0.9 + 0.1 * conv.var((0, 1, 2)), rtol=1e-4, atol=1e-6)
+  # The updated statistics change inference.
+  assert not np.allclose(apply(trained, x), apply(params, x), atol=1e-4)
+
+
+def test_train_mode_without_batch_norm_returns_the_params_unchanged():
+  model = CNN.from_config(ModelConfig(conv_features=(4,), dense_features=8))
+  apply = make_apply_fn(model)
+  params = init_params(model, jax.random.key(0))
+  x = jnp.ones((2, *IMAGE_SHAPE))
+  logits, same = apply.train(params, x, jax.random.key(3))
+  assert same is params
+  np.testing.assert_array_equal(logits, apply(params, x, dropout_rng=jax.random.key(3)))

@@ -15,7 +15,9 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 sys.path.insert(0, sys.argv[1])
 from conftest import TINY_MODEL, synthetic_digits
 from digitrec_jax import CNN, TrainConfig, create_train_state, make_apply_fn, training
-config = TrainConfig(steps=8, batch_size=32, warmup_steps=2, model=TINY_MODEL)
+import dataclasses
+config = TrainConfig(steps=8, batch_size=32, warmup_steps=2,
+                     model=dataclasses.replace(TINY_MODEL, batch_norm=sys.argv[2] == 'bn'))
 mesh = Mesh(np.array(jax.devices()), ('data',))
 replicated = NamedSharding(mesh, P())
 images, labels = synthetic_digits(256, 0)
@@ -28,23 +30,26 @@ losses = []
 for _ in range(2):
   state, metrics = chunk(state, data, orders, jnp.int32(0), 4)
   losses += np.asarray(metrics['loss']).tolist()
-leaf = state.params['Dense_1']['kernel']
+weights = state.params['params'] if config.model.batch_norm else state.params
+leaf = weights['Dense_1']['kernel']
 print(json.dumps({'devices': jax.device_count(), 'losses': losses, 'param_shards': len(leaf.addressable_shards),
                   'replicated': leaf.sharding.is_fully_replicated}))
 '''
 
 
-def _run(device_count: int) -> dict:
+def _run(device_count: int, model: str = 'plain') -> dict:
   env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={device_count}', JAX_PLATFORMS='cpu')
   tests_dir = os.path.dirname(os.path.abspath(__file__))
-  out = subprocess.run([sys.executable, '-c', _SCRIPT, tests_dir], env=env, capture_output=True, text=True,
+  out = subprocess.run([sys.executable, '-c', _SCRIPT, tests_dir, model], env=env, capture_output=True, text=True,
                        timeout=600)
   assert out.returncode == 0, out.stderr[-2000:]
   return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def test_four_devices_match_one_device():
-  one, four = _run(1), _run(4)
+@pytest.mark.parametrize('model', ['plain', 'bn'])
+def test_four_devices_match_one_device(model):
+  # With batch norm this also checks that the statistics are of the global batch, not of each shard.
+  one, four = _run(1, model), _run(4, model)
   assert one['devices'] == 1 and four['devices'] == 4
   assert four['param_shards'] == 4 and four['replicated']
   assert len(four['losses']) == 8

@@ -204,3 +204,40 @@ def test_training_with_ema_saves_the_ema_weights_as_best(tiny_config, tmp_path):
     ckpts.close()
   jax.tree.map(np.testing.assert_array_equal, params, jax.device_get(state.ema_params))
   assert not np.array_equal(jax.tree.leaves(state.ema_params)[0], jax.tree.leaves(state.params)[0])
+
+
+def test_batch_norm_statistics_come_from_the_forward_pass_not_the_optimizer():
+  model = dataclasses.replace(TINY_MODEL, batch_norm=True)
+  config = TrainConfig(steps=10, warmup_steps=0, weight_decay=0.1, model=model)
+  apply_fn, tx = _setup(config)
+  state = create_train_state(config)
+  init = jax.device_get(state.params)
+  batch = _batch()
+  _, trained = apply_fn.train(init, batch['image'], jax.random.key(0))
+  state1, metrics = jax.jit(functools.partial(train_step, apply_fn=apply_fn, tx=tx, config=config))(state, batch)
+  assert np.isfinite(metrics['loss'])
+  # Weight decay and Adam leave the statistics alone: they are exactly this batch's running averages.
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+               state1.params['batch_stats'], trained['batch_stats'])
+  for before, after in zip(jax.tree.leaves(init['params']), jax.tree.leaves(state1.params['params'])):
+    assert not np.array_equal(before, after)
+
+
+def test_batch_norm_statistics_are_checkpointed_with_the_shipped_weights(tiny_config, tmp_path):
+  from digitrec_jax.checkpoint import RunCheckpoints, restore_for_inference
+  from digitrec_jax.predict import load_predictor
+  config = dataclasses.replace(tiny_config, ema_decay=0.9, model=dataclasses.replace(TINY_MODEL, batch_norm=True))
+  train_and_evaluate(config, tmp_path / 'run', progress=False)
+  params, _, info = restore_for_inference(tmp_path / 'run')
+  ckpts = RunCheckpoints(tmp_path / 'run')
+  try:
+    state = ckpts.restore_state(info['step'], jax.eval_shape(lambda: create_train_state(config)),
+                                jax.sharding.SingleDeviceSharding(jax.devices()[0]))
+  finally:
+    ckpts.close()
+  jax.tree.map(np.testing.assert_array_equal, params, jax.device_get(state.ema_params))
+  assert float(jnp.abs(params['batch_stats']['BatchNorm_0']['mean']).max()) > 0  # Trained, not initial.
+  images = np.asarray(_batch(8)['image'], np.float32) / 255
+  expected = jax.nn.softmax(make_apply_fn(CNN.from_config(config.model))(params, images), axis=-1)
+  np.testing.assert_allclose(load_predictor(tmp_path / 'run').predict_proba(images), expected,
+                             rtol=1e-5, atol=1e-6)
