@@ -141,7 +141,8 @@ def test_checkpoint_loading_never_unpickles(monkeypatch):
   monkeypatch.setattr(pickle, 'load', refuse)
   monkeypatch.setattr(pickle, 'Unpickler', refuse)
   params, config = restore_params(predict_lib.PRETRAINED_DIR)
-  assert config.model.dense_features == params['Dense_0']['kernel'].shape[1]
+  weights = params['params'] if config.model.batch_norm else params
+  assert config.model.dense_features == weights['Dense_0']['kernel'].shape[1]
   probs = load_predictor().predict_proba(np.zeros((1, 28, 28, 1), np.float32))
   assert probs.shape == (1, 10)
 
