@@ -123,13 +123,27 @@ def test_resume_one_step_then_two(tiny_config, tmp_path):
   assert sorted(p.name for p in (tmp_path / 'run' / 'state').iterdir()) == ['1', '2']
 
 
-def _saved_params(run_dir, step, config):
+def _saved_state(run_dir, step, config):
   from digitrec_jax.checkpoint import RunCheckpoints
   ckpts = RunCheckpoints(run_dir)
-  sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  state = ckpts.restore_state(step, jax.eval_shape(lambda: create_train_state(config)), sharding)
-  ckpts.close()
-  return jax.device_get(state.params)
+  try:
+    sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    return jax.device_get(ckpts.restore_state(step, jax.eval_shape(lambda: create_train_state(config)), sharding))
+  finally:
+    ckpts.close()
+
+
+def _saved_params(run_dir, step, config):
+  return _saved_state(run_dir, step, config).params
+
+
+def _best_params_are_the_ema(run_dir, config):
+  """The inference params of a run (its best checkpoint), checked equal to the EMA of its state."""
+  from digitrec_jax.checkpoint import restore_for_inference
+  params, _, info = restore_for_inference(run_dir)
+  state = _saved_state(run_dir, info['step'], config)
+  jax.tree.map(np.testing.assert_array_equal, params, state.ema_params)
+  return params, state
 
 
 def test_rerun_after_a_crash_is_bitwise_identical(tiny_config, tmp_path):
@@ -194,15 +208,7 @@ def test_augmentation_changes_the_step_and_is_keyed_by_seed_and_step():
 def test_training_with_ema_saves_the_ema_weights_as_best(tiny_config, tmp_path):
   config = dataclasses.replace(tiny_config, ema_decay=0.9, augment_rotation=5.0, augment_stroke=0.3)
   train_and_evaluate(config, tmp_path / 'run', progress=False)
-  from digitrec_jax.checkpoint import RunCheckpoints, restore_for_inference
-  params, _, info = restore_for_inference(tmp_path / 'run')
-  ckpts = RunCheckpoints(tmp_path / 'run')
-  try:
-    state = ckpts.restore_state(info['step'], jax.eval_shape(lambda: create_train_state(config)),
-                                jax.sharding.SingleDeviceSharding(jax.devices()[0]))
-  finally:
-    ckpts.close()
-  jax.tree.map(np.testing.assert_array_equal, params, jax.device_get(state.ema_params))
+  _, state = _best_params_are_the_ema(tmp_path / 'run', config)
   assert not np.array_equal(jax.tree.leaves(state.ema_params)[0], jax.tree.leaves(state.params)[0])
 
 
@@ -224,18 +230,11 @@ def test_batch_norm_statistics_come_from_the_forward_pass_not_the_optimizer():
 
 
 def test_batch_norm_statistics_are_checkpointed_with_the_shipped_weights(tiny_config, tmp_path):
-  from digitrec_jax.checkpoint import RunCheckpoints, restore_for_inference
   from digitrec_jax.predict import load_predictor
   config = dataclasses.replace(tiny_config, ema_decay=0.9, model=dataclasses.replace(TINY_MODEL, batch_norm=True))
   train_and_evaluate(config, tmp_path / 'run', progress=False)
-  params, _, info = restore_for_inference(tmp_path / 'run')
-  ckpts = RunCheckpoints(tmp_path / 'run')
-  try:
-    state = ckpts.restore_state(info['step'], jax.eval_shape(lambda: create_train_state(config)),
-                                jax.sharding.SingleDeviceSharding(jax.devices()[0]))
-  finally:
-    ckpts.close()
-  jax.tree.map(np.testing.assert_array_equal, params, jax.device_get(state.ema_params))
+  params, _ = _best_params_are_the_ema(tmp_path / 'run', config)
+  assert sorted(params) == ['batch_stats', 'params']
   assert float(jnp.abs(params['batch_stats']['BatchNorm_0']['mean']).max()) > 0  # Trained, not initial.
   images = np.asarray(_batch(8)['image'], np.float32) / 255
   expected = jax.nn.softmax(make_apply_fn(CNN.from_config(config.model))(params, images), axis=-1)
