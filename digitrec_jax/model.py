@@ -99,6 +99,11 @@ class Apply:
                                        mutable=['batch_stats'])
     return logits, {**params, 'batch_stats': updates['batch_stats']}
 
+  def with_statistics(self, params: Params, trained: Params) -> Params:
+    """`params` (e.g. after an optimizer update) with the running statistics of `trained`, the
+    second output of `train`. The statistics are not learned by gradient: theirs is zero."""
+    return {**params, 'batch_stats': trained['batch_stats']} if self.model.batch_norm else params
+
 
 def make_apply_fn(model: CNN) -> Apply:
   """The pure `apply(params, images) -> logits` of `model` (see `Apply`)."""

@@ -102,11 +102,8 @@ def train_step(state: TrainState, batch: Batch, *, apply_fn: Apply, tx: optax.Gr
 
   (loss, (logits, trained)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
-  params = optax.apply_updates(state.params, updates)
-  if apply_fn.model.batch_norm:
-    # Running statistics are not learned by gradient (theirs is zero): they take the values this
-    # batch's forward pass computed.
-    params = {**params, 'batch_stats': trained['batch_stats']}
+  # Batch-norm statistics take the values this batch's forward pass computed, not the optimizer's.
+  params = apply_fn.with_statistics(optax.apply_updates(state.params, updates), trained)
   accuracy = jnp.mean(jnp.argmax(logits, -1) == batch['label'])
   ema = state.ema_params
   if ema is not None:
