@@ -13,11 +13,12 @@ import contextlib
 import gc
 import io
 import json
+import logging
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import orbax.checkpoint as ocp
@@ -47,16 +48,19 @@ def _manager(directory: Path, item_names: tuple[str, ...], keep: int, read_only:
 
 
 @contextlib.contextmanager
-def _restoring():
-  """Runs an Orbax restore with stderr silenced; if it fails, quietly finishes its abandoned reads.
+def _restoring(where: Path):
+  """Runs an Orbax restore of `where` with stderr silenced; if it fails, silences its abandoned reads.
 
-  When a restore fails midway (truncated array files), tensorstore's pending reads complete after
-  Orbax has closed its event loop, and each prints an "Event loop is closed" traceback, from another
-  thread or when garbage-collected. They are collected here, so the user sees only our one-line error.
+  When a restore fails midway (truncated array files), Orbax closes its event loop while tensorstore
+  still has reads in flight. As each finishes it reports "Event loop is closed" as an unraisable
+  exception, and asyncio logs "Task exception was never retrieved" when the task is collected, which
+  can be at interpreter exit. From then on both are dropped (the log lines only when they name this
+  checkpoint), so the user sees just our one-line error.
   """
   sys.stderr.flush()
   saved_fd, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
   saved_hook = sys.unraisablehook
+  failed = False
   try:
     os.dup2(devnull, 2)
     sys.unraisablehook = lambda unraisable: None
@@ -64,15 +68,51 @@ def _restoring():
       try:
         yield
       except Exception:
+        failed = True
         for _ in range(3):
           gc.collect()
           time.sleep(0.1)
         raise
   finally:
-    sys.unraisablehook = saved_hook
+    # One assignment, so no late read slips through between restoring the hook and wrapping it.
+    sys.unraisablehook = _ABANDONED.add(where, saved_hook) if failed else saved_hook
     os.dup2(saved_fd, 2)
     os.close(saved_fd)
     os.close(devnull)
+
+
+class _AbandonedReads(logging.Filter):
+  """Drops the late reports of reads that failed restores abandoned (see `_restoring`)."""
+
+  def __init__(self):
+    super().__init__()
+    self.dirs: set[str] = set()
+
+  def add(self, where: Path, unraisablehook: Callable[[Any], None]) -> Callable[[Any], None]:
+    """Starts dropping the late reports for `where`; returns `unraisablehook` wrapped to do so."""
+    self.dirs.update({str(where), str(where.resolve())})
+    asyncio_logger = logging.getLogger('asyncio')
+    if self not in asyncio_logger.filters:
+      asyncio_logger.addFilter(self)
+    if getattr(unraisablehook, '__self__', None) is not self:
+      self._next_hook = unraisablehook
+    return self._unraisable
+
+  def _mentions(self, text: str) -> bool:
+    return any(d in text for d in self.dirs)
+
+  def _unraisable(self, unraisable) -> None:
+    exc = unraisable.exc_value
+    late_read = ((isinstance(exc, RuntimeError) and str(exc) == 'Event loop is closed')
+                 or self._mentions(f'{exc!r} {exc.__cause__!r}'))
+    if not late_read:
+      self._next_hook(unraisable)
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return not self._mentions(record.getMessage())
+
+
+_ABANDONED = _AbandonedReads()
 
 
 def _lock(workdir: Path):
@@ -124,7 +164,7 @@ class RunCheckpoints:
     """The train state at `step`, placed with `sharding`."""
     target = _with_sharding(abstract_state, sharding)
     try:
-      with _restoring():
+      with _restoring(self.workdir / 'state' / str(step)):
         restored = self._state.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
     except Exception as e:
       raise CheckpointError(f'cannot restore {self.workdir / "state" / str(step)} ({type(e).__name__}); '
@@ -192,7 +232,7 @@ def restore_for_inference(checkpoint_dir: str | Path) -> tuple[Any, TrainConfig,
     config = _read_config(manager, step, root / sub)
     model = model_lib.CNN.from_config(config.model)
     try:
-      with _restoring():
+      with _restoring(root / sub / str(step)):
         if sub == 'best':
           abstract = jax.eval_shape(lambda: model_lib.init_params(model, jax.random.key(0)))
           restored = manager.restore(step, args=ocp.args.Composite(
