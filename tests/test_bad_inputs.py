@@ -31,6 +31,11 @@ def _step_dir(root: Path) -> Path:
   return next((root / 'best').iterdir())
 
 
+def _truncate_arrays(root: Path) -> None:
+  for f in (_step_dir(root) / 'params').rglob('d/*'):
+    f.write_bytes(f.read_bytes()[:10])
+
+
 def _predict_error(args, capsys) -> str:
   assert predict_lib.main(args) == 1
   err = capsys.readouterr().err
@@ -46,8 +51,7 @@ def test_predict_with_an_empty_checkpoint_dir(tmp_path, capsys):
 
 def test_checkpoint_with_truncated_array_files(shipped_copy, tmp_path):
   import subprocess
-  for f in (_step_dir(shipped_copy) / 'params').rglob('d/*'):
-    f.write_bytes(f.read_bytes()[:10])
+  _truncate_arrays(shipped_copy)
   Image.new('L', (28, 28), 255).save(tmp_path / 'x.png')
   out = subprocess.run([sys.executable, '-m', 'digitrec_jax.predict', str(tmp_path / 'x.png'), '--checkpoint',
                         str(shipped_copy)], capture_output=True, text=True, timeout=300)
@@ -62,8 +66,7 @@ def test_late_reports_of_a_failed_restore_are_dropped_and_others_kept(shipped_co
   subprocess test above sees that only sometimes, so the filter itself is checked here."""
   import logging
   import types
-  for f in (_step_dir(shipped_copy) / 'params').rglob('d/*'):
-    f.write_bytes(f.read_bytes()[:10])
+  _truncate_arrays(shipped_copy)
   reached = []
   sys.unraisablehook = reached.append  # pytest restores its own hook after the test.
   with pytest.raises(CheckpointError):
