@@ -10,13 +10,11 @@ A shipped, params-only checkpoint is a run directory with `best/` alone.
 from __future__ import annotations
 
 import contextlib
-import gc
 import io
 import json
 import logging
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -69,9 +67,6 @@ def _restoring(where: Path):
         yield
       except Exception:
         failed = True
-        for _ in range(3):
-          gc.collect()
-          time.sleep(0.1)
         raise
   finally:
     # One assignment, so no late read slips through between restoring the hook and wrapping it.
