@@ -1,263 +1,303 @@
-"""Orbax checkpoints of a training run.
+"""Orbax storage of a run directory; it knows pytrees and JSON, not training or command-line flags.
 
 A run directory holds:
-  state/<step>/  the latest `keep` full train states (params, optimizer state, step, RNG) for resume
-  best/<step>/   the params with the best test accuracy so far, for inference
+  state/<step>/  items 'state' (the full train state, for resume) and 'config'
+  best/<step>/   items 'variables' (for inference), 'config' and 'metrics'
   summary.json, metrics.jsonl  written by training
 A shipped, params-only checkpoint is a run directory with `best/` alone.
+
+After each save, `<step>/files.json` records the size and sha256 of every file of the step. A restore
+checks them, and the array shapes in Orbax's metadata against the target, before Orbax reads any
+array: a damaged, edited or mismatched checkpoint is refused up front, so no read is left in flight.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
+import ast
+import errno
+import hashlib
 import json
-import logging
 import os
-import sys
+import stat
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
 
-from digitrec_jax.config import TrainConfig
-
-_HOW_TO_GET_ONE = 'train one with `python train.py --checkpoint-dir DIR`'
+STATE, BEST = 'state', 'best'
+_ITEMS = {STATE: ('state', 'config'), BEST: ('variables', 'config', 'metrics')}
+_JSON_ITEMS = ('config', 'metrics')
+FILES_JSON = 'files.json'
+# JSON written by this package is a few KiB; the cap keeps a hand-edited file from filling memory.
+MAX_JSON_BYTES = 1 << 20
 
 
 class CheckpointError(RuntimeError):
-  """A checkpoint is missing, unreadable or does not fit; the message says how to fix it."""
+  """A checkpoint or run directory is missing, damaged or does not fit; the message names it."""
 
 
-def _manager(directory: Path, item_names: tuple[str, ...], keep: int, read_only: bool) -> ocp.CheckpointManager:
-  # A reader opens with create=False rather than read_only=True, which only adds warnings.
-  options = ocp.CheckpointManagerOptions(
-      max_to_keep=None if read_only else keep,
-      create=not read_only,
-      # A save killed midway leaves only a `<step>.orbax-checkpoint-tmp-*` folder, which Orbax never
-      # reads as a checkpoint; the writer deletes such leftovers when it starts.
-      cleanup_tmp_directories=not read_only,
-      # Saves are synchronous: the next dispatch donates the state's buffers, so an
-      # async save could otherwise read memory that XLA is already reusing.
-      enable_async_checkpointing=False,
-  )
-  return ocp.CheckpointManager(directory, options=options, item_names=item_names)
-
-
-@contextlib.contextmanager
-def _restoring(where: Path):
-  """Runs an Orbax restore of `where` with stderr silenced; if it fails, silences its abandoned reads.
-
-  When a restore fails midway (truncated array files), Orbax closes its event loop while tensorstore
-  still has reads in flight. As each finishes it reports "Event loop is closed" as an unraisable
-  exception, and asyncio logs "Task exception was never retrieved" when the task is collected, which
-  can be at interpreter exit. From then on both are dropped (the log lines only when they name this
-  checkpoint), so the user sees just our one-line error.
-  """
-  sys.stderr.flush()
-  saved_fd, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-  saved_hook = sys.unraisablehook
-  failed = False
+def read_json_file(path: Path) -> Any:
+  """JSON from a regular file of at most MAX_JSON_BYTES (never a FIFO, device or huge file)."""
   try:
-    os.dup2(devnull, 2)
-    sys.unraisablehook = lambda unraisable: None
-    with contextlib.redirect_stderr(io.StringIO()):
-      try:
-        yield
-      except Exception:
-        failed = True
-        raise
+    info = path.stat()
+  except OSError as e:
+    raise CheckpointError(f'cannot read {path} ({e.strerror})') from e
+  if not stat.S_ISREG(info.st_mode):
+    raise CheckpointError(f'{path} is not a regular file')
+  if info.st_size > MAX_JSON_BYTES:
+    raise CheckpointError(f'{path} is {info.st_size:,} bytes, over the {MAX_JSON_BYTES:,}-byte limit for JSON')
+  try:
+    return json.loads(path.read_bytes())
+  except (OSError, ValueError) as e:
+    raise CheckpointError(f'{path} is not valid JSON ({e})') from e
+
+
+def write_file_atomically(path: Path, data: bytes) -> None:
+  """Writes `data` to a temporary file beside `path`, then renames it: `path` is the old or the new file."""
+  tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
+  try:
+    with open(tmp, 'wb') as f:
+      f.write(data)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
   finally:
-    # One assignment, so no late read slips through between restoring the hook and wrapping it.
-    sys.unraisablehook = _ABANDONED.add(where, saved_hook) if failed else saved_hook
-    os.dup2(saved_fd, 2)
-    os.close(saved_fd)
-    os.close(devnull)
+    tmp.unlink(missing_ok=True)
 
 
-class _AbandonedReads(logging.Filter):
-  """Drops the late reports of reads that failed restores abandoned (see `_restoring`)."""
-
-  def __init__(self):
-    super().__init__()
-    self.dirs: set[str] = set()
-
-  def add(self, where: Path, unraisablehook: Callable[[Any], None]) -> Callable[[Any], None]:
-    """Starts dropping the late reports for `where`; returns `unraisablehook` wrapped to do so."""
-    self.dirs.update({str(where), str(where.resolve())})
-    asyncio_logger = logging.getLogger('asyncio')
-    if self not in asyncio_logger.filters:
-      asyncio_logger.addFilter(self)
-    if getattr(unraisablehook, '__self__', None) is not self:
-      self._next_hook = unraisablehook
-    return self._unraisable
-
-  def _mentions(self, text: str) -> bool:
-    return any(d in text for d in self.dirs)
-
-  def _unraisable(self, unraisable) -> None:
-    exc = unraisable.exc_value
-    late_read = ((isinstance(exc, RuntimeError) and str(exc) == 'Event loop is closed')
-                 or self._mentions(f'{exc!r} {exc.__cause__!r}'))
-    if not late_read:
-      self._next_hook(unraisable)
-
-  def filter(self, record: logging.LogRecord) -> bool:
-    return not self._mentions(record.getMessage())
+def write_json(path: Path, payload: Any) -> None:
+  """Writes JSON atomically (see `write_file_atomically`)."""
+  write_file_atomically(path, (json.dumps(payload, indent=2, sort_keys=True) + '\n').encode())
 
 
-_ABANDONED = _AbandonedReads()
+def _sha256(path: Path) -> str:
+  h = hashlib.sha256()
+  with open(path, 'rb') as f:
+    for block in iter(lambda: f.read(1 << 20), b''):
+      h.update(block)
+  return h.hexdigest()
+
+
+def _step_files(step_dir: Path) -> dict[str, Path]:
+  """Every file under `step_dir` by relative path; anything but plain files and folders is refused."""
+  files = {}
+  for dirpath, dirnames, filenames in os.walk(step_dir):
+    for name in dirnames + filenames:
+      path = Path(dirpath) / name
+      mode = path.lstat().st_mode
+      if stat.S_ISDIR(mode):
+        continue
+      if not stat.S_ISREG(mode):
+        raise CheckpointError(f'{path} is not a regular file (a link, FIFO or device) inside checkpoint {step_dir}')
+      files[str(path.relative_to(step_dir))] = path
+  return files
+
+
+def _record_files(step_dir: Path) -> None:
+  files = _step_files(step_dir)
+  files.pop(FILES_JSON, None)
+  write_json(step_dir / FILES_JSON, {rel: [p.stat().st_size, _sha256(p)] for rel, p in sorted(files.items())})
+
+
+def _verify_files(step_dir: Path) -> None:
+  """Checks every file `files.json` lists: present, same size, same sha256; none unlisted but itself."""
+  present = _step_files(step_dir)
+  if FILES_JSON not in present:
+    # A save that died between Orbax's commit and files.json: complete, but unverified.
+    return
+  recorded = read_json_file(step_dir / FILES_JSON)
+  if not isinstance(recorded, dict):
+    raise CheckpointError(f'{step_dir / FILES_JSON} is not a JSON object')
+  for rel, entry in recorded.items():
+    path = step_dir / rel
+    if rel not in present:
+      raise CheckpointError(f'checkpoint {step_dir} is damaged: {rel} is missing')
+    size, digest = entry
+    actual = path.stat().st_size
+    if actual != size:
+      raise CheckpointError(f'checkpoint {step_dir} is damaged: {rel} has {actual:,} bytes, expected {size:,}')
+    if _sha256(path) != digest:
+      raise CheckpointError(f'checkpoint {step_dir} was changed after it was saved: {rel} differs')
+  for rel in present:
+    if rel.split(os.sep)[0] in _JSON_ITEMS and present[rel].stat().st_size > MAX_JSON_BYTES:
+      raise CheckpointError(f'{present[rel]} is over the {MAX_JSON_BYTES:,}-byte limit for JSON')
+
+
+def _key_name(key: Any) -> str:
+  for attr in ('key', 'name', 'idx'):
+    if hasattr(key, attr):
+      return str(getattr(key, attr))
+  return str(key)
+
+
+def _check_shapes(item_dir: Path, abstract: Any) -> None:
+  """Compares the array tree in Orbax's `_METADATA` with `abstract` (paths and shapes)."""
+  meta_path = item_dir / '_METADATA'
+  if not meta_path.is_file():
+    raise CheckpointError(f'checkpoint {item_dir.parent} is damaged: {item_dir.name}/_METADATA is missing')
+  meta = read_json_file(meta_path)
+  stored = {}
+  try:
+    for key, value in meta['tree_metadata'].items():
+      if value['value_metadata'].get('skip_deserialize'):  # An empty container or None: no array.
+        continue
+      stored[tuple(str(k) for k in ast.literal_eval(key))] = tuple(value['value_metadata']['write_shape'])
+  except (KeyError, TypeError, ValueError, SyntaxError) as e:
+    raise CheckpointError(f'{meta_path} is not Orbax tree metadata ({type(e).__name__})') from e
+  leaves = jax.tree_util.tree_flatten_with_path(abstract)[0]
+  wanted = {tuple(_key_name(k) for k in path): tuple(leaf.shape) for path, leaf in leaves}
+  for path in sorted(set(stored) | set(wanted)):
+    name = '/'.join(path)
+    if path not in stored:
+      raise CheckpointError(f'checkpoint {item_dir.parent} holds another model: it has no array {name}')
+    if path not in wanted:
+      raise CheckpointError(f'checkpoint {item_dir.parent} holds another model: it has an extra array {name}')
+    if stored[path] != wanted[path]:
+      raise CheckpointError(f'checkpoint {item_dir.parent} holds another model: {name} has shape '
+                            f'{list(stored[path])}, expected {list(wanted[path])}')
+
+
+class Checkpoints:
+  """The Orbax manager of one kind of checkpoint ('state' or 'best') in a run directory."""
+
+  def __init__(self, run_dir: Path, kind: str, *, keep: int | None = None, writable: bool = False):
+    self.directory = run_dir / kind
+    self.items = _ITEMS[kind]
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=keep,
+        # A reader opens with create=False rather than read_only=True, which only adds warnings.
+        create=writable,
+        # A save killed midway leaves only a `<step>.orbax-checkpoint-tmp-*` folder, which Orbax never
+        # reads as a checkpoint; the writer deletes such leftovers when it starts.
+        cleanup_tmp_directories=writable,
+        # Saves are synchronous: the next dispatch donates the state's buffers, so an async save could
+        # otherwise read memory that XLA is already reusing.
+        enable_async_checkpointing=False,
+    )
+    self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=self.items)
+
+  def latest_step(self) -> int | None:
+    return self._manager.latest_step()
+
+  def step_dir(self, step: int) -> Path:
+    return self.directory / str(step)
+
+  def save(self, step: int, trees: dict[str, Any], jsons: dict[str, Any]) -> None:
+    """Saves the pytrees `trees` and the JSON objects `jsons` as the items of `step`."""
+    args = {**{k: ocp.args.StandardSave(v) for k, v in trees.items()},
+            **{k: ocp.args.JsonSave(v) for k, v in jsons.items()}}
+    self._manager.save(step, args=ocp.args.Composite(**args))
+    self._manager.wait_until_finished()
+    if jax.process_index() == 0:
+      _record_files(self.step_dir(step))
+
+  def read_json(self, step: int, item: str) -> dict[str, Any]:
+    """A JSON item of `step`, after checking the step's files."""
+    _verify_files(self.step_dir(step))
+    try:
+      value = getattr(self._manager.restore(step, args=ocp.args.Composite(**{item: ocp.args.JsonRestore()})), item)
+    except (OSError, ValueError, KeyError) as e:
+      raise CheckpointError(f'cannot read {item} of checkpoint {self.step_dir(step)} ({type(e).__name__})') from e
+    if not isinstance(value, dict):
+      raise CheckpointError(f'the {item} of checkpoint {self.step_dir(step)} is not a JSON object')
+    return dict(value)
+
+  def restore(self, step: int, item: str, abstract: Any) -> Any:
+    """The pytree item of `step`, restored into `abstract` (shapes, dtypes and shardings)."""
+    _verify_files(self.step_dir(step))
+    _check_shapes(self.step_dir(step) / item, abstract)
+    try:
+      restored = self._manager.restore(step, args=ocp.args.Composite(**{item: ocp.args.StandardRestore(abstract)}))
+    except (OSError, ValueError) as e:
+      raise CheckpointError(f'cannot restore checkpoint {self.step_dir(step)} ({type(e).__name__}: {e})') from e
+    return getattr(restored, item)
+
+  def close(self) -> None:
+    self._manager.wait_until_finished()
+    self._manager.close()
+
+
+def is_params_only(directory: Path) -> bool:
+  """A shipped or exported checkpoint: `best/` without `state/`."""
+  return (directory / BEST).is_dir() and not (directory / STATE).exists()
+
+
+def _inside_a_checkpoint(workdir: Path) -> Path | None:
+  """The params-only checkpoint or step folder that `workdir` is, or lies in, if any."""
+  for folder in (workdir, *workdir.parents):
+    if is_params_only(folder) or (folder / '_CHECKPOINT_METADATA').is_file():
+      return folder
+  return None
 
 
 def _lock(workdir: Path):
-  """An exclusive flock on workdir/.lock. The kernel drops it when the process dies, so a crashed
-  run never leaves the directory locked."""
+  """An exclusive flock on workdir/.lock, which the kernel drops when the process dies.
+
+  The file is opened without following links and only if it is a regular file, so a planted link
+  never leads the pid line into another file.
+  """
   import fcntl
-  f = open(workdir / '.lock', 'a+')
+  path = workdir / '.lock'
+  try:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+  except OSError as e:
+    if e.errno == errno.ELOOP:
+      raise CheckpointError(f'{path} is a symbolic link; remove it') from e
+    raise CheckpointError(f'cannot open {path} ({e.strerror})') from e
+  if not stat.S_ISREG(os.fstat(fd).st_mode):
+    os.close(fd)
+    raise CheckpointError(f'{path} is not a regular file; remove it')
+  f = os.fdopen(fd, 'r+')
   try:
     fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-  except BlockingIOError:
-    f.seek(0)
-    holder = f.read().strip() or 'another process'
+  except BlockingIOError as e:
+    holder = f.read(100).strip() or 'another process'
     f.close()
-    raise CheckpointError(f'{workdir} is in use by another training ({holder}); wait for it to finish '
-                          'or pass another --checkpoint-dir') from None
-  f.seek(0)
-  f.truncate()
+    raise CheckpointError(f'{workdir} is in use by another training ({holder})') from e
+  f.truncate(0)
   f.write(f'pid {os.getpid()}\n')
   f.flush()
   return f
 
 
-def _with_sharding(abstract: Any, sharding: jax.sharding.Sharding) -> Any:
-  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), abstract)
-
-
 class RunCheckpoints:
-  """The two checkpoint managers of one run directory."""
+  """A run directory opened for training: its lock and its 'state' and 'best' checkpoints."""
 
   def __init__(self, workdir: str | Path, keep: int = 3):
     self.workdir = Path(workdir).expanduser().absolute()
     if self.workdir.exists() and not self.workdir.is_dir():
-      raise CheckpointError(f'checkpoint dir {self.workdir} is a file; pass a folder to --checkpoint-dir')
-    if (self.workdir / 'best').is_dir() and not (self.workdir / 'state').exists():
-      raise CheckpointError(f'{self.workdir} holds a params-only (shipped or exported) checkpoint; '
-                            'train into another --checkpoint-dir')
-    self.workdir.mkdir(parents=True, exist_ok=True)
-    self._lock = _lock(self.workdir)
-    self._state = _manager(self.workdir / 'state', ('state', 'config'), keep, read_only=False)
-    self._best = _manager(self.workdir / 'best', ('params', 'config', 'metrics'), 1, read_only=False)
-
-  def latest_step(self) -> int | None:
-    return self._state.latest_step()
-
-  def saved_config(self, step: int) -> TrainConfig:
-    return _read_config(self._state, step, self.workdir / 'state')
-
-  def restore_state(self, step: int, abstract_state: Any, sharding: jax.sharding.Sharding) -> Any:
-    """The train state at `step`, placed with `sharding`."""
-    target = _with_sharding(abstract_state, sharding)
+      raise CheckpointError(f'run dir {self.workdir} is a file')
+    inside = _inside_a_checkpoint(self.workdir)
+    if inside is not None:
+      raise CheckpointError(f'{self.workdir} is inside the params-only (shipped or exported) checkpoint {inside}')
     try:
-      with _restoring(self.workdir / 'state' / str(step)):
-        restored = self._state.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
-    except Exception as e:
-      raise CheckpointError(f'cannot restore {self.workdir / "state" / str(step)} ({type(e).__name__}); '
-                            'delete that step folder to resume from an earlier one, or pass --no-resume '
-                            'with a new --checkpoint-dir') from None
-    return restored.state
-
-  def save_state(self, step: int, state: Any, config: TrainConfig) -> None:
-    self._state.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), config=ocp.args.JsonSave(config.to_dict())))
-
-  def save_best(self, step: int, params: Any, config: TrainConfig, metrics: dict[str, float]) -> None:
-    self._best.save(step, args=ocp.args.Composite(
-        params=ocp.args.StandardSave(params), config=ocp.args.JsonSave(config.to_dict()),
-        metrics=ocp.args.JsonSave(metrics)))
-
-  def best_metrics(self) -> dict[str, float] | None:
-    step = self._best.latest_step()
-    if step is None:
-      return None
-    return dict(self._best.restore(step, args=ocp.args.Composite(metrics=ocp.args.JsonRestore())).metrics)
+      self.workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+      raise CheckpointError(f'cannot create run dir {self.workdir} ({e.strerror})') from e
+    self._lock = _lock(self.workdir) if jax.process_index() == 0 else None
+    self.state = Checkpoints(self.workdir, STATE, keep=keep, writable=True)
+    self.best = Checkpoints(self.workdir, BEST, keep=1, writable=True)
 
   def close(self) -> None:
-    self._state.wait_until_finished()
-    self._best.wait_until_finished()
-    self._state.close()
-    self._best.close()
-    self._lock.close()  # Releases the flock.
+    self.state.close()
+    self.best.close()
+    if self._lock is not None:
+      self._lock.close()  # Releases the flock.
 
 
-def _read_config(manager: ocp.CheckpointManager, step: int, where: Path) -> TrainConfig:
-  try:
-    raw = manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore())).config
-    return TrainConfig.from_dict(dict(raw))
-  except Exception as e:
-    raise CheckpointError(f'cannot read the config of {where / str(step)} ({type(e).__name__}); '
-                          f'the checkpoint is corrupt: {_HOW_TO_GET_ONE}') from None
-
-
-def restore_params(checkpoint_dir: str | Path) -> tuple[Any, TrainConfig]:
-  """Params (on the default device) and config of a run dir, preferring its best checkpoint."""
-  params, config, _ = restore_for_inference(checkpoint_dir)
-  return params, config
-
-
-def restore_for_inference(checkpoint_dir: str | Path) -> tuple[Any, TrainConfig, dict[str, Any]]:
-  """`restore_params` plus facts for display: the checkpoint path, its step and test accuracy."""
-  from digitrec_jax import model as model_lib
-  from digitrec_jax import training
-
-  root = Path(checkpoint_dir).expanduser().absolute()
+def open_for_inference(root: str | Path) -> tuple[Checkpoints, int]:
+  """The checkpoints of `root` to load for inference and their latest step: `best/`, else `state/`."""
+  root = Path(root).expanduser().absolute()
   if not root.exists():
-    raise CheckpointError(f'checkpoint dir {root} does not exist; {_HOW_TO_GET_ONE}')
+    raise CheckpointError(f'checkpoint dir {root} does not exist')
   if not root.is_dir():
-    raise CheckpointError(f'checkpoint dir {root} is a file, not a folder; {_HOW_TO_GET_ONE}')
-  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  for sub, items in (('best', ('params', 'config', 'metrics')), ('state', ('state', 'config'))):
-    if not (root / sub).is_dir():
-      continue
-    manager = _manager(root / sub, items, keep=1, read_only=True)
-    step = manager.latest_step()
-    if step is None:
-      manager.close()
-      continue
-    config = _read_config(manager, step, root / sub)
-    model = model_lib.CNN.from_config(config.model)
-    try:
-      with _restoring(root / sub / str(step)):
-        if sub == 'best':
-          abstract = jax.eval_shape(lambda: model_lib.init_params(model, jax.random.key(0)))
-          restored = manager.restore(step, args=ocp.args.Composite(
-              params=ocp.args.StandardRestore(_with_sharding(abstract, device)), metrics=ocp.args.JsonRestore()))
-          params, accuracy = restored.params, dict(restored.metrics).get('test_accuracy')
-        else:
-          abstract = jax.eval_shape(lambda: training.create_train_state(config))
-          args = ocp.args.Composite(state=ocp.args.StandardRestore(_with_sharding(abstract, device)))
-          params = training.eval_params(manager.restore(step, args=args).state)
-          accuracy = _summary_accuracy(root, step)
-    except Exception as e:
-      raise CheckpointError(f'cannot restore {root / sub / str(step)} ({type(e).__name__}); the checkpoint '
-                            f'is corrupt or from another model: {_HOW_TO_GET_ONE}') from None
-    finally:
-      manager.close()
-    return params, config, {'path': str(root / sub / str(step)), 'step': step, 'test_accuracy': accuracy}
-  raise CheckpointError(f'no checkpoint in {root}; {_HOW_TO_GET_ONE}')
-
-
-def _summary_accuracy(root: Path, step: int) -> float | None:
-  """The test accuracy summary.json records for `step`, if it does."""
-  try:
-    summary = json.loads((root / 'summary.json').read_text())
-  except (OSError, ValueError):
-    return None
-  return summary.get('test_accuracy') if summary.get('step') == step else None
-
-
-def write_json(path: Path, payload: dict[str, Any]) -> None:
-  """Writes JSON atomically: a crash leaves the old file or the new one, never half of one."""
-  tmp = path.with_suffix(path.suffix + '.tmp')
-  tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + '\n')
-  tmp.replace(path)
+    raise CheckpointError(f'checkpoint dir {root} is a file, not a folder')
+  for kind in (BEST, STATE):
+    if (root / kind).is_dir():
+      checkpoints = Checkpoints(root, kind)
+      step = checkpoints.latest_step()
+      if step is not None:
+        return checkpoints, step
+      checkpoints.close()
+  raise CheckpointError(f'no checkpoint in {root}')

@@ -57,19 +57,18 @@ class TrainConfig:
   ema_decay: float = 0.0
   seed: int = 0
   eval_every: int = 500
-  # Steps fused into one dispatch with lax.scan; metrics reach the host once per chunk.
-  steps_per_dispatch: int = 10
-  keep_checkpoints: int = 3
-  data_dir: str | None = None
   model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
 
   def __post_init__(self):
     if isinstance(self.model, dict):
       object.__setattr__(self, 'model', ModelConfig(**self.model))
-    for name in ('steps', 'batch_size', 'eval_every', 'steps_per_dispatch', 'keep_checkpoints'):
+    for name in ('steps', 'batch_size', 'eval_every'):
       value = getattr(self, name)
       if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ValueError(f'{name} must be a positive integer, got {value!r}')
+    if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
+      # jax.random.key takes the seed modulo 2**32, so larger seeds would repeat smaller ones.
+      raise ValueError(f'seed must be an integer in [0, 2**32), got {self.seed!r}')
     if self.warmup_steps < 0:
       raise ValueError(f'warmup_steps must be >= 0, got {self.warmup_steps}')
     if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):

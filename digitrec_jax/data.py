@@ -1,15 +1,13 @@
-"""MNIST: fetch and validate through TFDS's download manager, parse IDX with numpy.
+"""MNIST: fetch and validate through TFDS's download manager, parse IDX with numpy; eval batching.
 
-TensorFlow is not needed: `tfds.download.DownloadManager` downloads, caches and checks
-the files against the checksums TFDS registers for MNIST, and numpy reads them.
+TensorFlow is not needed: the public `tfds.download.DownloadManager` downloads, caches and checks the
+files against the sizes and sha256 sums below, and numpy reads them.
 """
 
 from __future__ import annotations
 
 import gzip
 import os
-import socket
-import urllib.parse
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +16,21 @@ from digitrec_jax.model import IMAGE_SHAPE
 
 DATA_DIR_ENV = 'DIGITREC_DATA_DIR'
 DOWNLOAD_DIR = '~/tensorflow_datasets/downloads'  # TFDS's own default cache
+# Where TFDS's MNIST builder downloads the files, and their sizes and sha256 sums (facts about MNIST).
+MNIST_URL = 'https://storage.googleapis.com/cvdf-datasets/mnist/'
+FILES = {
+    'train-images-idx3-ubyte.gz': (9912422, '440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609'),
+    'train-labels-idx1-ubyte.gz': (28881, '3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c'),
+    't10k-images-idx3-ubyte.gz': (1648877, '8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6'),
+    't10k-labels-idx1-ubyte.gz': (4542, 'f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6'),
+}
 SPLITS = {
     'train': ('train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz'),
     'test': ('t10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz'),
 }
-FILE_NAMES = tuple(name for pair in SPLITS.values() for name in pair)
+FILE_NAMES = tuple(FILES)
+# Evaluation runs over fixed-size, padded and masked batches: one compilation, exact counts.
+EVAL_BATCH_SIZE = 1000
 _IMAGES_MAGIC = 2051
 _LABELS_MAGIC = 2049
 
@@ -36,42 +44,14 @@ def _fix_hint() -> str:
           f'{", ".join(FILE_NAMES)}')
 
 
-def registered_url_infos() -> dict:
-  """The MNIST URLs, sizes and sha256 checksums registered with TFDS, keyed by URL."""
-  from tensorflow_datasets.core import utils
-  from tensorflow_datasets.core.download import checksums
-  return checksums.load_url_infos(utils.tfds_path() / 'url_checksums' / 'mnist.txt')
-
-
 def default_data_dir() -> str | None:
   return os.environ.get(DATA_DIR_ENV) or None
 
 
-def _cached(download_dir: Path, url: str, checksum: str) -> bool:
-  """Whether TFDS already holds a validated download of `url`."""
-  from tensorflow_datasets.core.download import resource
-  return resource.is_locally_cached(download_dir / resource.get_dl_fname(url, checksum))
-
-
-def _reachable(url: str, timeout: float = 5.0) -> bool:
-  """A quick TCP probe: TFDS retries a dead network for minutes before it gives up."""
-  host = urllib.parse.urlparse(url).hostname
-  try:
-    socket.create_connection((host, 443), timeout=timeout).close()
-    return True
-  except OSError:
-    return False
-
-
 def _fetch(filenames: tuple[str, ...], data_dir: str | None) -> dict[str, Path]:
-  """Local paths of `filenames`, validated against the registered checksums."""
-  # Submodules, not `tfds.*` attributes: the package fills those in lazily.
-  from tensorflow_datasets.core.download import download_manager
-  from tensorflow_datasets.core.utils import tqdm_utils
+  """Local paths of `filenames`, validated against their sizes and sha256 sums by TFDS's download manager."""
+  import tensorflow_datasets as tfds
 
-  url_infos = registered_url_infos()
-  urls = {info.filename: url for url, info in url_infos.items()}
-  download_dir = Path(DOWNLOAD_DIR).expanduser()
   if data_dir is not None:
     folder = Path(data_dir).expanduser()
     if not folder.is_dir():
@@ -79,12 +59,15 @@ def _fetch(filenames: tuple[str, ...], data_dir: str | None) -> dict[str, Path]:
     missing = [name for name in filenames if not (folder / name).is_file()]
     if missing:
       raise DataError(f'data dir {folder} lacks {", ".join(missing)}; {_fix_hint()}')
-  else:
-    uncached = [n for n in filenames if not _cached(download_dir, urls[n], url_infos[urls[n]].checksum)]
-    if uncached and not _reachable(urls[uncached[0]]):
-      raise DataError(f'cannot download MNIST ({", ".join(uncached)}): no network; {_fix_hint()}')
-  tqdm_utils.disable_progress_bar()
-  manager = download_manager.DownloadManager(
+    unreadable = [name for name in filenames if not os.access(folder / name, os.R_OK)]
+    if unreadable:
+      raise DataError(f'cannot read {", ".join(str(folder / n) for n in unreadable)} (permission denied); '
+                      'make them readable')
+  tfds.disable_progress_bar()
+  url_infos = {MNIST_URL + name: tfds.download.checksums.UrlInfo(size=size, checksum=sha, filename=name)
+               for name, (size, sha) in FILES.items()}
+  download_dir = Path(DOWNLOAD_DIR).expanduser()
+  manager = tfds.download.DownloadManager(
       download_dir=download_dir,
       manual_dir=None if data_dir is None else Path(data_dir).expanduser(),
       url_infos=url_infos,
@@ -93,14 +76,19 @@ def _fetch(filenames: tuple[str, ...], data_dir: str | None) -> dict[str, Path]:
   paths = {}
   for name in filenames:
     try:
-      paths[name] = Path(manager.download(urls[name]))
-    except download_manager.NonMatchingChecksumError:
+      paths[name] = Path(manager.download(MNIST_URL + name))
+    except tfds.download.download_manager.NonMatchingChecksumError as e:
       where = data_dir if data_dir is not None else str(download_dir)
-      raise DataError(f'{name} in {where} does not match the sha256 TFDS registers for MNIST '
-                      '(truncated or a different file); replace it with the canonical file') from None
-    except Exception as e:  # A failed download surfaces as many exception types.
-      raise DataError(f'could not download {name} ({type(e).__name__}); {_fix_hint()}') from None
+      raise DataError(f'{name} in {where} does not match the size and sha256 of the canonical MNIST file '
+                      '(truncated or a different file); replace it with the canonical file') from e
+    except (OSError, tfds.download.DownloadError) as e:
+      raise DataError(f'could not download {name} ({type(e).__name__}: {_first_line(e)}); {_fix_hint()}') from e
   return paths
+
+
+def _first_line(e: BaseException) -> str:
+  lines = str(e).strip().splitlines()
+  return lines[0][:200] if lines else 'no details'
 
 
 def _read_idx(path: Path, magic: int, item_shape: tuple[int, ...]) -> np.ndarray:
@@ -149,3 +137,16 @@ def load_mnist(split: str, data_dir: str | None = None) -> tuple[np.ndarray, np.
   if labels.max(initial=0) > 9:
     raise DataError(f'{paths[labels_name]} has labels above 9; replace it with the canonical file')
   return images.reshape((len(images), *IMAGE_SHAPE)), labels.astype(np.int32)
+
+
+def make_eval_batches(images: np.ndarray, labels: np.ndarray, batch_size: int) -> dict[str, np.ndarray]:
+  """[num_batches, batch_size, ...] arrays with a mask, so a partial last batch counts exactly."""
+  n = labels.shape[0]
+  num_batches = max(1, -(-n // batch_size))
+  pad = num_batches * batch_size - n
+  mask = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)])
+  images = np.concatenate([images, np.zeros((pad, *images.shape[1:]), images.dtype)])
+  labels = np.concatenate([labels, np.zeros(pad, labels.dtype)])
+  return {'image': images.reshape(num_batches, batch_size, *images.shape[1:]),
+          'label': labels.reshape(num_batches, batch_size),
+          'mask': mask.reshape(num_batches, batch_size)}

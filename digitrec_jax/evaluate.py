@@ -1,8 +1,8 @@
 """Evaluation report of a checkpoint on the MNIST test set: `python -m digitrec_jax.evaluate`.
 
 Prints the accuracy with its 95% interval, per-class accuracy and the confusion matrix, and writes
-to --out: confusion_matrix.png, misclassified.png, training_curves.png (from the run's
-metrics.jsonl) and evaluation.json.
+to --out (default: ./evaluation): confusion_matrix.png, misclassified.png, training_curves.png (from
+the run's metrics.jsonl) and evaluation.json.
 """
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from digitrec_jax.data import EVAL_BATCH_SIZE, make_eval_batches
 from digitrec_jax.model import NUM_CLASSES
-
-EVAL_BATCH = 1000
 
 
 def wilson_interval(correct: int, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -43,15 +42,10 @@ def predict_all(predictor, images: np.ndarray) -> np.ndarray:
   """Probabilities [N, 10] for images [N, 28, 28, 1] (uint8, or float in [0, 1] as `preprocess_drawing`
   gives), in fixed-size batches (one compilation)."""
   n = images.shape[0]
-  out = np.empty((n, NUM_CLASSES), np.float32)
-  scale = 255.0 if images.dtype == np.uint8 else 1.0
-  for start in range(0, n, EVAL_BATCH):
-    batch = images[start:start + EVAL_BATCH].astype(np.float32) / scale
-    pad = EVAL_BATCH - batch.shape[0]
-    if pad:
-      batch = np.concatenate([batch, np.zeros((pad, *batch.shape[1:]), np.float32)])
-    out[start:start + EVAL_BATCH] = predictor.predict_proba(batch)[:EVAL_BATCH - pad]
-  return out
+  if images.dtype == np.uint8:
+    images = images.astype(np.float32) / 255.0
+  batches = make_eval_batches(images, np.zeros(n, np.int32), EVAL_BATCH_SIZE)['image']
+  return np.concatenate([predictor.predict_proba(b) for b in batches])[:n]
 
 
 def report(labels: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
@@ -171,28 +165,36 @@ def plot_training_curves(metrics_path: Path, path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
   from digitrec_jax.checkpoint import CheckpointError, write_json
   from digitrec_jax.data import DataError, load_mnist
-  from digitrec_jax.predict import load_predictor
+  from digitrec_jax.predict import CHECKPOINT_FIX, load_predictor
 
-  parser = argparse.ArgumentParser(prog='python -m digitrec_jax.evaluate', description=__doc__.split('\n')[0])
-  parser.add_argument('--checkpoint', default=None, help='run dir (default: the shipped pretrained model)')
+  parser = argparse.ArgumentParser(prog='digitrec-evaluate', description=__doc__.split('\n')[0])
+  parser.add_argument('--checkpoint', default=None, help='run dir (default: the shipped model)')
   parser.add_argument('--data-dir', default=None,
                       help='folder with the MNIST .gz files (default: $DIGITREC_DATA_DIR, else download)')
-  parser.add_argument('--out', default='docs', help='folder for the PNGs and evaluation.json (default: docs)')
+  parser.add_argument('--out', default='evaluation',
+                      help='folder for the PNGs and evaluation.json (default: ./evaluation)')
   args = parser.parse_args(argv)
   out = Path(args.out)
-  if out.exists() and not out.is_dir():
-    print(f'error: --out {out} is a file; pass a folder', file=sys.stderr)
-    return 2
+  try:
+    out.mkdir(parents=True, exist_ok=True)
+  except FileExistsError:
+    parser.error(f'--out {out} is a file; pass a folder')
+  except OSError as e:
+    print(f'error: cannot create {out} ({e.strerror}); pass another --out', file=sys.stderr)
+    return 1
   try:
     predictor = load_predictor(args.checkpoint)
+  except CheckpointError as e:
+    print(f'error: {e}; {CHECKPOINT_FIX}', file=sys.stderr)
+    return 1
+  try:
     images, labels = load_mnist('test', args.data_dir)
-  except (CheckpointError, DataError) as e:
+  except DataError as e:
     print(f'error: {e}', file=sys.stderr)
     return 1
   probs = predict_all(predictor, images)
   r = report(labels, probs)
-  print(format_report(r, predictor.describe()))
-  out.mkdir(parents=True, exist_ok=True)
+  print(format_report(r, f'{predictor.info["path"]} · step {predictor.info["step"]}'))
   plot_confusion_matrix(np.array(r['confusion_matrix']), out / 'confusion_matrix.png',
                         f'MNIST test: {r["accuracy"]:.2%} ({r["count"] - r["correct"]} errors)')
   plot_misclassified(images, labels, probs, out / 'misclassified.png')
@@ -203,10 +205,20 @@ def main(argv: list[str] | None = None) -> int:
     written.append('training_curves.png')
   else:
     print(f'note: no {metrics}; training curves skipped', file=sys.stderr)
-  write_json(out / 'evaluation.json', {'checkpoint': predictor.info['path'], 'step': predictor.info['step'], **r})
+  try:
+    write_json(out / 'evaluation.json', {'checkpoint': predictor.info['path'], 'step': predictor.info['step'], **r})
+  except OSError as e:
+    print(f'error: cannot write {out / "evaluation.json"} ({e.strerror}); free space or pass another --out',
+          file=sys.stderr)
+    return 1
   print(f'wrote {", ".join(str(out / w) for w in written + ["evaluation.json"])}')
   return 0
 
 
-if __name__ == '__main__':
+def run() -> None:
+  """Console-script entry point."""
   sys.exit(main())
+
+
+if __name__ == '__main__':
+  run()

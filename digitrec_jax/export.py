@@ -1,7 +1,7 @@
-"""Serialise the model for serving without this package: `python -m digitrec_jax.export --out FILE`.
+"""Serialise the model for serving without this package: `digitrec-export --out FILE`.
 
 The artifact is a `jax.export` of `images [b, 28, 28, 1] float32 -> probabilities [b, 10]` with the
-params baked in and a symbolic batch size `b`, lowered for CPU, CUDA and TPU. Loading needs jax
+variables baked in and a symbolic batch size `b`, lowered for CPU, CUDA and TPU. Loading needs jax
 alone:
 
     exported = jax.export.deserialize(bytearray(open(FILE, 'rb').read()))
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import stat
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,27 +20,55 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from digitrec_jax.checkpoint import CheckpointError, restore_for_inference
-from digitrec_jax.model import CNN, IMAGE_SHAPE, NUM_CLASSES, make_apply_fn
-from digitrec_jax.predict import default_checkpoint_dir
+from digitrec_jax import checkpoint as ckpt_lib
+from digitrec_jax import model as model_lib
+from digitrec_jax.checkpoint import CheckpointError
+from digitrec_jax.model import CNN, IMAGE_SHAPE, NUM_CLASSES, ApplyFn, Variables, make_apply_fn
+from digitrec_jax.predict import CHECKPOINT_FIX, load_variables
 
 PLATFORMS = ('cpu', 'cuda', 'tpu')
 
 
-def export_predict(params: Any, apply_fn, platforms: tuple[str, ...] = PLATFORMS) -> jax.export.Exported:
+class OutputError(ValueError):
+  """The output path cannot be written without losing something; the message says why."""
+
+
+def export_predict(variables: Variables, apply_fn: ApplyFn,
+                   platforms: tuple[str, ...] = PLATFORMS) -> jax.export.Exported:
   """jax.export of the jitted predict function for any batch size."""
-  predict = jax.jit(lambda images: jax.nn.softmax(apply_fn(params, images), axis=-1))
+  predict = jax.jit(lambda images: model_lib.predict_proba(apply_fn, variables, images))
   batch, = jax.export.symbolic_shape('b')
-  return jax.export.export(predict, platforms=platforms)(
-      jax.ShapeDtypeStruct((batch, *IMAGE_SHAPE), jnp.float32))
+  return jax.export.export(predict, platforms=platforms)(jax.ShapeDtypeStruct((batch, *IMAGE_SHAPE), jnp.float32))
 
 
-def write_artifact(checkpoint_dir: str | Path | None, out: str | Path) -> dict[str, Any]:
-  """Writes `out` (the serialized export) and `out`.json (its spec); returns the spec."""
-  root = default_checkpoint_dir() if checkpoint_dir is None else Path(checkpoint_dir)
-  params, config, info = restore_for_inference(root)
-  exported = export_predict(params, make_apply_fn(CNN.from_config(config.model)))
-  out = Path(out)
+def _check_output(path: Path, force: bool) -> None:
+  """Refuses anything but a new file, or (with `force`) an existing regular file."""
+  try:
+    mode = path.lstat().st_mode
+  except FileNotFoundError:
+    return
+  except OSError as e:
+    raise OutputError(f'cannot use {path} ({e.strerror})') from e
+  if not stat.S_ISREG(mode):
+    raise OutputError(f'{path} exists and is not a regular file; choose another --out')
+  if not force:
+    raise OutputError(f'{path} exists; pass --force to replace it, or choose another --out')
+
+
+def write_artifact(checkpoint_dir: str | Path | None, out: str | Path, *, force: bool = False) -> dict[str, Any]:
+  """Writes `out` (the serialized export) and `out`.json (its spec); returns the spec.
+
+  Both are written to temporary files first and renamed, so an existing file is replaced whole or not
+  at all, and only with `force`.
+  """
+  out = Path(out).expanduser().absolute()
+  spec_path = Path(f'{out}.json')
+  for path in (out, spec_path):
+    _check_output(path, force)
+  if not out.parent.is_dir():
+    raise OutputError(f'folder {out.parent} does not exist; create it or choose another --out')
+  variables, config, info = load_variables(checkpoint_dir)
+  exported = export_predict(variables, make_apply_fn(CNN.from_config(config.model)))
   spec = {
       'input': {'shape': ['b', *IMAGE_SHAPE], 'dtype': 'float32',
                 'meaning': 'MNIST-format images in [0, 1], white digit on black (see preprocess_drawing)'},
@@ -48,25 +77,26 @@ def write_artifact(checkpoint_dir: str | Path | None, out: str | Path) -> dict[s
       'checkpoint': info['path'], 'step': info['step'], 'test_accuracy': info['test_accuracy'],
       'jax_version': jax.__version__, 'model': config.to_dict()['model'],
   }
-  out.parent.mkdir(parents=True, exist_ok=True)
-  tmp = out.with_name(out.name + '.tmp')
-  tmp.write_bytes(exported.serialize())
-  tmp.replace(out)
-  Path(f'{out}.json').write_text(json.dumps(spec, indent=2) + '\n')
+  try:
+    ckpt_lib.write_file_atomically(out, exported.serialize())
+    ckpt_lib.write_json(spec_path, spec)
+  except OSError as e:
+    raise OutputError(f'cannot write {e.filename or out} ({e.strerror}); free space or choose another --out') from e
   return spec
 
 
 def main(argv: list[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(prog='python -m digitrec_jax.export', description=__doc__.splitlines()[0])
-  parser.add_argument('--checkpoint', default=None, help='run dir (default: the shipped pretrained model)')
+  parser = argparse.ArgumentParser(prog='digitrec-export', description=__doc__.splitlines()[0])
+  parser.add_argument('--checkpoint', default=None, help='run dir (default: the shipped model)')
   parser.add_argument('--out', required=True, help='artifact file to write; FILE.json gets the spec')
+  parser.add_argument('--force', action='store_true', help='replace an existing FILE and FILE.json')
   args = parser.parse_args(argv)
-  if Path(args.out).is_dir():
-    print(f'error: --out {args.out} is a directory; give a file name', file=sys.stderr)
-    return 1
   try:
-    spec = write_artifact(args.checkpoint, args.out)
+    spec = write_artifact(args.checkpoint, args.out, force=args.force)
   except CheckpointError as e:
+    print(f'error: {e}; {CHECKPOINT_FIX}', file=sys.stderr)
+    return 1
+  except OutputError as e:
     print(f'error: {e}', file=sys.stderr)
     return 1
   print(f'wrote {args.out} ({Path(args.out).stat().st_size:,} bytes, platforms {", ".join(spec["platforms"])}) '
@@ -74,5 +104,10 @@ def main(argv: list[str] | None = None) -> int:
   return 0
 
 
-if __name__ == '__main__':
+def run() -> None:
+  """Console-script entry point."""
   sys.exit(main())
+
+
+if __name__ == '__main__':
+  run()

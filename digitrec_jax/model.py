@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import flax.linen as nn
 import jax
@@ -16,11 +16,12 @@ IMAGE_SHAPE = (28, 28, 1)
 _MNIST_MEAN = 0.1307
 _MNIST_STD = 0.3081
 
-Params = Any
+# {'params': weights, 'batch_stats': running statistics}; 'batch_stats' is {} without batch norm.
+Variables = dict[str, Any]
 
 
 class ApplyFn(Protocol):
-  def __call__(self, params: Params, images: jax.Array, dropout_rng: jax.Array | None = None) -> jax.Array: ...
+  def __call__(self, variables: Variables, images: jax.Array) -> jax.Array: ...
 
 
 def normalize(images: jax.Array) -> jax.Array:
@@ -70,52 +71,40 @@ class CNN(nn.Module):
 
 
 class Apply:
-  """The pure function `apply(params, images) -> logits` of `model`, plus its training mode.
-
-  `params` is the model's one pytree of weights: Flax's 'params' collection, or, with batch norm,
-  `{'params': ..., 'batch_stats': ...}`, so the statistics travel with the weights everywhere.
-  """
+  """The pure function `apply(variables, images) -> logits` of `model`, plus its training mode."""
 
   def __init__(self, model: CNN):
     self.model = model
 
-  def _variables(self, params: Params) -> dict[str, Any]:
-    return params if self.model.batch_norm else {'params': params}
+  def __call__(self, variables: Variables, images: jax.Array) -> jax.Array:
+    """Inference logits [B, 10]: dropout off, batch norm from the running statistics."""
+    return self.model.apply(variables, images)
 
-  def __call__(self, params: Params, images: jax.Array, dropout_rng: jax.Array | None = None) -> jax.Array:
-    """Logits [B, 10]; inference unless `dropout_rng` is given (then dropout is on, batch norm is not)."""
-    if dropout_rng is None:
-      return self.model.apply(self._variables(params), images)
-    return self.model.apply(self._variables(params), images, train=True, rngs={'dropout': dropout_rng})
-
-  def train(self, params: Params, images: jax.Array, dropout_rng: jax.Array) -> tuple[jax.Array, Params]:
-    """Training mode: (logits, params with the batch-norm running statistics updated by this batch).
-
-    Without batch norm the params come back unchanged.
-    """
-    if not self.model.batch_norm:
-      return self(params, images, dropout_rng), params
-    logits, updates = self.model.apply(params, images, train=True, rngs={'dropout': dropout_rng},
+  def train(self, variables: Variables, images: jax.Array, dropout_rng: jax.Array) -> tuple[jax.Array, Any]:
+    """Training mode: (logits, the batch-norm running statistics updated by this batch)."""
+    logits, updates = self.model.apply(variables, images, train=True, rngs={'dropout': dropout_rng},
                                        mutable=['batch_stats'])
-    return logits, {**params, 'batch_stats': updates['batch_stats']}
+    return logits, updates.get('batch_stats', {})
 
-  def with_statistics(self, params: Params, trained: Params) -> Params:
-    """`params` (e.g. after an optimizer update) with the running statistics of `trained`, the
-    second output of `train`. The statistics are not learned by gradient: theirs is zero."""
-    return {**params, 'batch_stats': trained['batch_stats']} if self.model.batch_norm else params
+  # Equal models give equal apply functions, so jit caches keyed on them are shared.
+  def __eq__(self, other):
+    return isinstance(other, Apply) and other.model == self.model
+
+  def __hash__(self):
+    return hash(self.model)
 
 
 def make_apply_fn(model: CNN) -> Apply:
-  """The pure `apply(params, images) -> logits` of `model` (see `Apply`)."""
+  """The pure `apply(variables, images) -> logits` of `model` (see `Apply`)."""
   return Apply(model)
 
 
-def init_params(model: CNN, key: jax.Array) -> Params:
-  """Fresh parameters for `model`: the 'params' collection, with 'batch_stats' beside it under batch norm."""
+def init_variables(model: CNN, key: jax.Array) -> Variables:
+  """Fresh `{'params', 'batch_stats'}` for `model`; 'batch_stats' is {} without batch norm."""
   variables = model.init(key, jnp.zeros((1, *IMAGE_SHAPE), jnp.float32))
-  return dict(variables) if model.batch_norm else variables['params']
+  return {'params': variables['params'], 'batch_stats': variables.get('batch_stats', {})}
 
 
-def predict_proba(apply_fn: Callable[..., jax.Array], params: Params, images: jax.Array) -> jax.Array:
+def predict_proba(apply_fn: ApplyFn, variables: Variables, images: jax.Array) -> jax.Array:
   """Class probabilities [B, NUM_CLASSES] from the pure apply function."""
-  return jax.nn.softmax(apply_fn(params, images), axis=-1)
+  return jax.nn.softmax(apply_fn(variables, images), axis=-1)

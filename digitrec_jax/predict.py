@@ -1,113 +1,182 @@
-"""Inference: `load_predictor` and `python -m digitrec_jax.predict IMG [IMG ...]`."""
+"""Inference: load a checkpoint's variables, the jitted `Predictor`, and `digitrec-predict IMG [IMG ...]`."""
 
 from __future__ import annotations
 
 import argparse
 import functools
+import importlib.resources
 import json
+import signal
+import stat
 import sys
 from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from digitrec_jax.checkpoint import CheckpointError, restore_for_inference, restore_params
+from digitrec_jax import checkpoint as ckpt_lib
+from digitrec_jax import model as model_lib
+from digitrec_jax import training
+from digitrec_jax.checkpoint import CheckpointError
 from digitrec_jax.config import TrainConfig
-from digitrec_jax.model import CNN, IMAGE_SHAPE, ApplyFn, make_apply_fn
+from digitrec_jax.model import CNN, IMAGE_SHAPE, ApplyFn, Variables, make_apply_fn
+from digitrec_jax.preprocess import EmptyDrawingError, looks_inverted, preprocess_drawing
 
-CHECKPOINTS_DIR = Path(__file__).resolve().parents[1] / 'checkpoints'
-PRETRAINED_DIR = CHECKPOINTS_DIR / 'pretrained'
 # Images larger than this many pixels are refused before decoding (a decompression-bomb guard).
 MAX_IMAGE_PIXELS = 40_000_000
+# What each command-line tool adds to a checkpoint error.
+CHECKPOINT_FIX = 'pass --checkpoint DIR of a run that digitrec-train wrote, or leave it out for the shipped model'
 
 
-def default_checkpoint_dir() -> Path:
-  """The shipped pretrained checkpoint, else the newest run under checkpoints/."""
-  if (PRETRAINED_DIR / 'best').is_dir():
-    return PRETRAINED_DIR
-  runs = [d for d in CHECKPOINTS_DIR.glob('*') if (d / 'best').is_dir() or (d / 'state').is_dir()]
-  if not runs:
-    raise CheckpointError(f'no checkpoint under {CHECKPOINTS_DIR}; train one with `python train.py`')
-  return max(runs, key=lambda d: d.stat().st_mtime)
+def pretrained_dir() -> Path:
+  """The shipped model: package data, which `checkpoints/pretrained` is in a source checkout."""
+  return Path(str(importlib.resources.files('digitrec_jax') / 'pretrained'))
 
 
-def load_model(checkpoint_dir: str | Path | None = None) -> tuple[ApplyFn, Any]:
-  """(apply_fn, params): the pure `apply_fn(params, images) -> logits` and its weights."""
-  root = default_checkpoint_dir() if checkpoint_dir is None else Path(checkpoint_dir)
-  params, config = restore_params(root)
-  return make_apply_fn(CNN.from_config(config.model)), params
+def _summary_accuracy(root: Path, step: int) -> float | None:
+  """The test accuracy that the run's summary.json records for `step`, if it has one for that step."""
+  if not (root / 'summary.json').is_file():
+    return None
+  summary = ckpt_lib.read_json_file(root / 'summary.json')
+  return summary.get('test_accuracy') if isinstance(summary, dict) and summary.get('step') == step else None
 
 
-def input_saliency(apply_fn: ApplyFn, params: Any, image: jax.Array) -> jax.Array:
+def _restore(root: Path) -> tuple[Variables, TrainConfig, dict[str, Any]]:
+  checkpoints, step = ckpt_lib.open_for_inference(root)
+  try:
+    return _restore_step(root, checkpoints, step)
+  except CheckpointError as e:
+    if not checkpoints.step_dir(step).exists():
+      raise _Rotated from e
+    raise
+  finally:
+    checkpoints.close()
+
+
+def _restore_step(root: Path, checkpoints: ckpt_lib.Checkpoints,
+                  step: int) -> tuple[Variables, TrainConfig, dict[str, Any]]:
+  raw = checkpoints.read_json(step, 'config')
+  try:
+    config = TrainConfig.from_dict(raw)
+  except (TypeError, ValueError) as e:
+    raise CheckpointError(f'the config of checkpoint {checkpoints.step_dir(step)} is not valid ({e})') from e
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  place = lambda tree: jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), tree)
+  if checkpoints.directory.name == ckpt_lib.BEST:
+    model = CNN.from_config(config.model)
+    abstract = jax.eval_shape(lambda: model_lib.init_variables(model, jax.random.key(0)))
+    variables = checkpoints.restore(step, 'variables', place(abstract))
+    accuracy = checkpoints.read_json(step, 'metrics').get('test_accuracy')
+  else:
+    abstract = jax.eval_shape(lambda: training.create_train_state(config))
+    variables = training.eval_variables(checkpoints.restore(step, 'state', place(abstract)))
+    accuracy = _summary_accuracy(root, step)
+  return variables, config, {'path': str(checkpoints.step_dir(step)), 'step': step, 'test_accuracy': accuracy}
+
+
+def load_variables(checkpoint_dir: str | Path | None = None) -> tuple[Variables, TrainConfig, dict[str, Any]]:
+  """(variables, config, info) of a run dir's best checkpoint, else its latest state's weights.
+
+  `checkpoint_dir` None means the shipped model. `info` holds the checkpoint's path, step and test
+  accuracy. Variables land on the first local device.
+  """
+  root = pretrained_dir() if checkpoint_dir is None else Path(checkpoint_dir).expanduser().absolute()
+  for _ in range(3):
+    try:
+      return _restore(root)
+    except _Rotated:
+      continue
+  raise CheckpointError(f'the checkpoints in {root} kept changing while they were read; try again')
+
+
+class _Rotated(Exception):
+  """The step being read was deleted meanwhile: a running training keeps only its newest checkpoints."""
+
+
+def load_model(checkpoint_dir: str | Path | None = None) -> tuple[ApplyFn, Variables]:
+  """(apply_fn, variables): the pure `apply_fn(variables, images) -> logits` and its weights."""
+  variables, config, _ = load_variables(checkpoint_dir)
+  return make_apply_fn(CNN.from_config(config.model)), variables
+
+
+def input_saliency(apply_fn: ApplyFn, variables: Variables, image: jax.Array) -> jax.Array:
   """d(logit of the predicted class)/d(pixel) for one image [28, 28, 1] -> [28, 28]."""
   def top_logit(x):
-    logits = apply_fn(params, x[None])[0]
-    return logits[jnp.argmax(jax.lax.stop_gradient(logits))]
+    logits = apply_fn(variables, x[None])[0]
+    return logits[jax.numpy.argmax(jax.lax.stop_gradient(logits))]
   return jax.grad(top_logit)(image)[..., 0]
 
 
 class Predictor:
-  """A restored model with jitted `predict_proba` and `saliency`; one image at a time compiles once."""
+  """A model with jitted `predict_proba` and `saliency`; each input shape compiles once."""
 
-  def __init__(self, params: Any, config: TrainConfig, info: dict[str, Any]):
-    self.params, self.config, self.info = params, config, info
+  def __init__(self, apply_fn: ApplyFn, variables: Variables, info: dict[str, Any] | None = None):
+    self.apply_fn, self.variables = apply_fn, variables
+    self.info = dict(info or {})
     self.trace_count = 0
-    self.apply_fn = make_apply_fn(CNN.from_config(config.model))
 
-    def proba(params, images):
+    def proba(variables, images):
       self.trace_count += 1  # Runs only while tracing: counts compilations.
-      return jax.nn.softmax(self.apply_fn(params, images), axis=-1)
+      return model_lib.predict_proba(apply_fn, variables, images)
 
     self._proba = jax.jit(proba)
-    self._saliency = jax.jit(functools.partial(input_saliency, self.apply_fn))
-    self.predict_proba(np.zeros((1, *IMAGE_SHAPE), np.float32))  # Warm up the GUI's shape.
+    self._saliency = jax.jit(functools.partial(input_saliency, apply_fn))
 
   def saliency(self, image: np.ndarray) -> np.ndarray:
     """Input-gradient saliency [28, 28] of the predicted class for one image [28, 28, 1]."""
     image = np.asarray(image, np.float32)
     if image.shape != IMAGE_SHAPE:
       raise ValueError(f'expected one image of shape [28, 28, 1], got {list(image.shape)}')
-    return np.asarray(self._saliency(self.params, image))
+    return np.asarray(self._saliency(self.variables, image))
 
   def predict_proba(self, images: np.ndarray) -> np.ndarray:
     """Probabilities [B, 10] for float32 images [B, 28, 28, 1] in [0, 1]."""
     images = np.asarray(images, np.float32)
     if images.ndim != 4 or images.shape[1:] != IMAGE_SHAPE:
       raise ValueError(f'expected images of shape [B, 28, 28, 1], got {list(images.shape)}')
-    return np.asarray(self._proba(self.params, images))
-
-  def describe(self) -> str:
-    accuracy = self.info.get('test_accuracy')
-    acc = f'test accuracy {accuracy:.2%}' if accuracy is not None else 'test accuracy unknown'
-    device = jax.devices()[0]
-    path = Path(self.info['path'])
-    if path.is_relative_to(Path.cwd()):
-      path = path.relative_to(Path.cwd())
-    return f'{path} · step {self.info["step"]} · {acc} · {device.platform}' + (
-        f' ({device.device_kind})' if device.device_kind != device.platform else '')
+    return np.asarray(self._proba(self.variables, images))
 
 
 def load_predictor(checkpoint_dir: str | Path | None = None) -> Predictor:
-  """A Predictor for `checkpoint_dir` (default: the shipped pretrained checkpoint)."""
-  root = default_checkpoint_dir() if checkpoint_dir is None else Path(checkpoint_dir)
-  params, config, info = restore_for_inference(root)
-  return Predictor(params, config, info)
+  """A Predictor for `checkpoint_dir` (default: the shipped model), warmed up for one image."""
+  variables, config, info = load_variables(checkpoint_dir)
+  predictor = Predictor(make_apply_fn(CNN.from_config(config.model)), variables, info)
+  predictor.predict_proba(np.zeros((1, *IMAGE_SHAPE), np.float32))
+  return predictor
 
 
 class ImageFileError(ValueError):
   """A file that cannot be used as a digit image."""
 
 
-def read_image_file(path: str | Path):
-  """Opens an image file for prediction, refusing empty, non-image and oversized files."""
+def _to_8bit(image):
+  """Pillow image in a mode preprocessing reads: 32-bit and float images scaled by their range."""
   from PIL import Image
+  if image.mode in ('F', 'I', 'I;16', 'I;16B', 'I;16L', 'I;16N'):
+    array = np.asarray(image, np.float64)
+    top = float(np.nanmax(array)) if array.size else 0.0
+    scale = 255.0 if top <= 1.0 else 255.0 / top
+    return Image.fromarray(np.clip(np.nan_to_num(array) * scale, 0, 255).round().astype(np.uint8))
+  if image.mode in ('1', 'L', 'LA', 'P', 'PA', 'RGB', 'RGBA'):
+    return image
+  return image.convert('RGB')  # CMYK, YCbCr, LAB, HSV: Pillow raises ValueError where it has no conversion.
+
+
+def read_image_file(path: str | Path):
+  """Opens an image file for prediction: upright (EXIF), 8-bit, refusing non-image and oversized files."""
+  from PIL import Image, ImageOps
   path = Path(path)
-  if path.is_dir():
+  try:
+    mode = path.stat().st_mode
+  except FileNotFoundError as e:
+    raise ImageFileError(f'{path} does not exist') from e
+  except OSError as e:  # Permission denied on a folder, a name too long, ...
+    raise ImageFileError(f'cannot open {path} ({e.strerror or type(e).__name__})') from e
+  if stat.S_ISDIR(mode):
     raise ImageFileError(f'{path} is a directory; pass image files')
-  if not path.exists():
-    raise ImageFileError(f'{path} does not exist')
+  if not stat.S_ISREG(mode):
+    raise ImageFileError(f'{path} is not a regular file (a FIFO, device or socket); pass an image file')
   if path.stat().st_size == 0:
     raise ImageFileError(f'{path} is an empty file')
   try:
@@ -116,35 +185,28 @@ def read_image_file(path: str | Path):
         raise ImageFileError(f'{path} is {image.width}x{image.height} pixels, over the '
                              f'{MAX_IMAGE_PIXELS:,}-pixel limit; scale it down')
       image.load()
-      return image.copy()
+      return _to_8bit(ImageOps.exif_transpose(image))
   except ImageFileError:
     raise
-  except Exception as e:  # Pillow signals undecodable data with several exception types.
+  except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+    raise ImageFileError(f'{path} is over the {MAX_IMAGE_PIXELS:,}-pixel limit; scale it down') from e
+  except OSError as e:  # Pillow's UnidentifiedImageError and truncated files, and read errors.
     raise ImageFileError(f'{path} is not a readable image ({type(e).__name__}); pass a PNG, JPEG or '
-                         'other image file') from None
-
-
-def looks_inverted(image) -> bool:
-  """Whether an image has a light background (dark strokes), judged by its border pixels."""
-  from digitrec_jax.preprocess import _to_grayscale
-  gray = _to_grayscale(image, background=255)
-  border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-  return float(np.median(border)) > 0.5
+                         'other image file') from e
+  except ValueError as e:  # Modes that Pillow cannot convert.
+    raise ImageFileError(f'{path} uses an unsupported image mode ({e}); save it as RGB or greyscale') from e
 
 
 def main(argv: list[str] | None = None) -> int:
-  from digitrec_jax.preprocess import EmptyDrawingError, preprocess_drawing
-
-  parser = argparse.ArgumentParser(prog='python -m digitrec_jax.predict',
-                                   description='Recognise the digit in each image file.')
+  parser = argparse.ArgumentParser(prog='digitrec-predict', description='Recognise the digit in each image file.')
   parser.add_argument('images', nargs='+', metavar='IMG')
-  parser.add_argument('--checkpoint', default=None, help='run dir (default: the shipped pretrained model)')
+  parser.add_argument('--checkpoint', default=None, help='run dir (default: the shipped model)')
   parser.add_argument('--json', action='store_true', help='print one JSON object per line')
   args = parser.parse_args(argv)
   try:
     predictor = load_predictor(args.checkpoint)
   except CheckpointError as e:
-    print(f'error: {e}', file=sys.stderr)
+    print(f'error: {e}; {CHECKPOINT_FIX}', file=sys.stderr)
     return 1
   failed = False
   for name in args.images:
@@ -167,5 +229,11 @@ def main(argv: list[str] | None = None) -> int:
   return 1 if failed else 0
 
 
-if __name__ == '__main__':
+def run() -> None:
+  """Console-script entry: a closed pipe (`| head`) ends the output quietly, as for other Unix tools."""
+  signal.signal(signal.SIGPIPE, signal.SIG_DFL)
   sys.exit(main())
+
+
+if __name__ == '__main__':
+  run()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from digitrec_jax.model import IMAGE_SHAPE
 
@@ -11,6 +11,11 @@ from digitrec_jax.model import IMAGE_SHAPE
 FIT_SIZE = 20
 # Pixels with less ink than this (in [0, 1]) count as background: paper texture, JPEG noise.
 INK_THRESHOLD = 0.1
+# The window keeps strokes in [0, 1] canvas units and renders them at this size for the model.
+RENDER_SIZE = 280
+STROKE_WIDTH = 0.065  # Fraction of the canvas side; close to MNIST's pen relative to its 20 px box.
+
+Strokes = list[list[tuple[float, float]]]
 
 
 class EmptyDrawingError(ValueError):
@@ -33,12 +38,33 @@ def _to_grayscale(image: Image.Image | np.ndarray, background: int) -> np.ndarra
   if not isinstance(image, Image.Image):
     raise TypeError(f'expected a PIL image or a numpy array, got {type(image).__name__}')
   if image.width == 0 or image.height == 0:
-    raise EmptyDrawingError('the image has no pixels; draw a digit first')
+    raise EmptyDrawingError('the image has no pixels')
   if image.mode in ('RGBA', 'LA', 'PA') or (image.mode == 'P' and 'transparency' in image.info):
     rgba = image.convert('RGBA')
     flat = Image.new('RGBA', rgba.size, (background, background, background, 255))
     image = Image.alpha_composite(flat, rgba)
   return np.asarray(image.convert('L'), np.float32) / 255.0
+
+
+def render_strokes(strokes: Strokes, size: int = RENDER_SIZE) -> Image.Image:
+  """Dark round-capped strokes on white, drawn off-screen from unit coordinates, as the window draws them."""
+  image = Image.new('L', (size, size), 255)
+  draw = ImageDraw.Draw(image)
+  width = max(1, round(STROKE_WIDTH * size))
+  for stroke in strokes:
+    points = [(x * size, y * size) for x, y in stroke]
+    if len(points) > 1:
+      draw.line(points, fill=0, width=width, joint='curve')
+    for x, y in (points[0], points[-1]):  # Round caps (and a dot for a single click).
+      draw.ellipse((x - width / 2, y - width / 2, x + width / 2, y + width / 2), fill=0)
+  return image
+
+
+def looks_inverted(image: Image.Image | np.ndarray) -> bool:
+  """Whether an image has a light background (dark strokes), judged by its border pixels."""
+  gray = _to_grayscale(image, background=255)
+  border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+  return float(np.median(border)) > 0.5
 
 
 def preprocess_drawing(image: Image.Image | np.ndarray, invert: bool = True) -> np.ndarray:
@@ -56,7 +82,7 @@ def preprocess_drawing(image: Image.Image | np.ndarray, invert: bool = True) -> 
   rows = np.flatnonzero((ink > INK_THRESHOLD).any(axis=1))
   cols = np.flatnonzero((ink > INK_THRESHOLD).any(axis=0))
   if rows.size == 0:
-    raise EmptyDrawingError('the drawing is empty: draw a digit first')
+    raise EmptyDrawingError('the image is blank: it holds no strokes')
   crop = ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
   height, width = crop.shape
   scale = FIT_SIZE / max(height, width)

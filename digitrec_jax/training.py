@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import functools
 import json
 import signal
@@ -21,45 +23,50 @@ from digitrec_jax import augment as augment_lib
 from digitrec_jax import checkpoint as ckpt_lib
 from digitrec_jax import data as data_lib
 from digitrec_jax.config import TrainConfig
-from digitrec_jax.model import CNN, Apply, ApplyFn, init_params, make_apply_fn
+from digitrec_jax.model import CNN, Apply, ApplyFn, Variables, init_variables, make_apply_fn
 
 Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
-EVAL_BATCH_SIZE = 1000
 
 
 class TrainState(flax.struct.PyTreeNode):
   step: jax.Array  # int32 scalar: number of updates applied
-  params: Any
+  params: Any  # the weights, which the optimizer updates
+  batch_stats: Any  # batch-norm running statistics, set by the forward pass ({} without batch norm)
   opt_state: optax.OptState
   # Raw key data of the run's base key. All randomness is derived from (rng, step), so a
   # resumed run draws exactly the stream an uninterrupted one would have.
   rng: jax.Array
-  # Exponential moving average of `params` when config.ema_decay > 0, else None.
-  ema_params: Any = None
+  # Exponential moving average of the variables ({'params', 'batch_stats'}) when config.ema_decay > 0.
+  ema: Any = None
 
 
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
   """AdamW with linear warm-up and cosine decay over `config.steps`."""
+  return optax.adamw(learning_rate_schedule(config), weight_decay=config.weight_decay)
+
+
+def learning_rate_schedule(config: TrainConfig) -> optax.Schedule:
   warmup = min(config.warmup_steps, config.steps // 2)
-  schedule = optax.warmup_cosine_decay_schedule(
+  return optax.warmup_cosine_decay_schedule(
       init_value=0.0, peak_value=config.learning_rate, warmup_steps=warmup,
       decay_steps=config.steps, end_value=config.learning_rate * 1e-2)
-  return optax.adamw(schedule, weight_decay=config.weight_decay)
 
 
 def create_train_state(config: TrainConfig) -> TrainState:
   """The initial state for `config.seed`."""
   init_key, run_key = jax.random.split(jax.random.key(config.seed))
-  params = init_params(CNN.from_config(config.model), init_key)
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                    opt_state=make_optimizer(config).init(params), rng=jax.random.key_data(run_key),
-                    ema_params=jax.tree.map(jnp.copy, params) if config.ema_decay else None)
+  variables = init_variables(CNN.from_config(config.model), init_key)
+  return TrainState(step=jnp.zeros((), jnp.int32), params=variables['params'],
+                    batch_stats=variables['batch_stats'],
+                    opt_state=make_optimizer(config).init(variables['params']),
+                    rng=jax.random.key_data(run_key),
+                    ema=jax.tree.map(jnp.copy, variables) if config.ema_decay else None)
 
 
-def eval_params(state: TrainState) -> Any:
-  """The weights to evaluate, checkpoint as best and ship: the EMA when there is one."""
-  return state.params if state.ema_params is None else state.ema_params
+def eval_variables(state: TrainState) -> Variables:
+  """The variables to evaluate, checkpoint as best and ship: the EMA when there is one."""
+  return {'params': state.params, 'batch_stats': state.batch_stats} if state.ema is None else state.ema
 
 
 def _keys(state: TrainState) -> tuple[jax.Array, jax.Array]:
@@ -68,49 +75,46 @@ def _keys(state: TrainState) -> tuple[jax.Array, jax.Array]:
   return jax.random.fold_in(step_base, state.step), data_key
 
 
-def train_step(state: TrainState, batch: Batch, *, apply_fn: Apply, tx: optax.GradientTransformation,
-               config: TrainConfig | None = None) -> tuple[TrainState, Metrics]:
-  """One optimizer update on `batch`; returns the new state and the batch's loss and accuracy.
+def augment(config: TrainConfig, key: jax.Array, images: jax.Array) -> jax.Array:
+  """The configured random warps of a batch (float in [0, 1] out), or the batch unchanged."""
+  if not config.augments:
+    return images
+  affine_key, stroke_key = jax.random.split(key)
+  images = augment_lib.random_affine(
+      affine_key, images, rotation=config.augment_rotation, scale=config.augment_scale,
+      shear=config.augment_shear, shift=config.augment_shift)
+  if config.augment_stroke:
+    images = augment_lib.random_stroke_width(stroke_key, images, config.augment_stroke)
+  return images
 
-  `config` (default `TrainConfig()`) gives label smoothing and augmentation: with it on, the batch's
-  images are randomly warped first. With `config.ema_decay` the EMA weights follow the new params.
-  """
-  config = TrainConfig() if config is None else config
-  if (state.ema_params is not None) != (config.ema_decay > 0):
+
+def train_step(state: TrainState, batch: Batch, *, apply_fn: Apply, tx: optax.GradientTransformation,
+               config: TrainConfig) -> tuple[TrainState, Metrics]:
+  """One optimizer update on `batch`; returns the new state and the batch's loss and accuracy."""
+  if (state.ema is not None) != (config.ema_decay > 0):
     raise ValueError('the state has EMA weights but config.ema_decay is 0, or the reverse; pass the config '
                      'the state was created with')
   step_key, _ = _keys(state)
   dropout_key, augment_key = jax.random.split(step_key)
-  images = batch['image']
-  if config.augments:
-    affine_key, stroke_key = jax.random.split(augment_key)
-    images = augment_lib.random_affine(
-        affine_key, images, rotation=config.augment_rotation, scale=config.augment_scale,
-        shear=config.augment_shear, shift=config.augment_shift)
-    if config.augment_stroke:
-      images = augment_lib.random_stroke_width(stroke_key, images, config.augment_stroke)
-  label_smoothing = config.label_smoothing
+  images = augment(config, augment_key, batch['image'])
 
   def loss_fn(params):
-    logits, trained = apply_fn.train(params, images, dropout_key)
-    if label_smoothing:
-      targets = optax.smooth_labels(jax.nn.one_hot(batch['label'], logits.shape[-1]), label_smoothing)
-      loss = optax.softmax_cross_entropy(logits, targets).mean()
-    else:
-      loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch['label']).mean()
-    return loss, (logits, trained)
+    logits, batch_stats = apply_fn.train({'params': params, 'batch_stats': state.batch_stats}, images, dropout_key)
+    targets = optax.smooth_labels(jax.nn.one_hot(batch['label'], logits.shape[-1]), config.label_smoothing)
+    return optax.softmax_cross_entropy(logits, targets).mean(), (logits, batch_stats)
 
-  (loss, (logits, trained)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
-  # Batch-norm statistics take the values this batch's forward pass computed, not the optimizer's.
-  params = apply_fn.with_statistics(optax.apply_updates(state.params, updates), trained)
-  accuracy = jnp.mean(jnp.argmax(logits, -1) == batch['label'])
-  ema = state.ema_params
+  params = optax.apply_updates(state.params, updates)
+  ema = state.ema
   if ema is not None:
     # The usual warm-up of the decay, so early averages are not dominated by the random init.
     decay = jnp.minimum(config.ema_decay, (1.0 + state.step) / (10.0 + state.step))
-    ema = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema, params)
-  new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema)
+    ema = jax.tree.map(lambda e, v: decay * e + (1.0 - decay) * v, ema,
+                       {'params': params, 'batch_stats': batch_stats})
+  new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state,
+                            ema=ema)
+  accuracy = jnp.mean(jnp.argmax(logits, -1) == batch['label'])
   return new_state, {'loss': loss, 'accuracy': accuracy}
 
 
@@ -166,44 +170,42 @@ def make_train_chunk(config: TrainConfig, apply_fn: Apply, tx: optax.GradientTra
   return jax.jit(chunk, static_argnums=4, donate_argnums=0, out_shardings=(replicated, replicated))
 
 
-def eval_step(params: Any, batch: Batch, *, apply_fn: ApplyFn) -> Metrics:
+def eval_step(variables: Variables, batch: Batch, *, apply_fn: ApplyFn) -> Metrics:
   """Sums (not means) of loss and correct predictions over the unmasked examples of `batch`."""
-  logits = apply_fn(params, batch['image'])
+  logits = apply_fn(variables, batch['image'])
   mask = batch['mask']
   loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch['label'])
   correct = jnp.argmax(logits, -1) == batch['label']
   return {'loss': jnp.sum(loss * mask), 'correct': jnp.sum(correct * mask), 'count': jnp.sum(mask)}
 
 
-def make_eval_batches(images: np.ndarray, labels: np.ndarray, batch_size: int) -> dict[str, np.ndarray]:
-  """[num_batches, batch_size, ...] arrays with a mask, so a partial last batch counts exactly."""
-  n = labels.shape[0]
-  num_batches = -(-n // batch_size)
-  pad = num_batches * batch_size - n
-  mask = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)])
-  images = np.concatenate([images, np.zeros((pad, *images.shape[1:]), images.dtype)])
-  labels = np.concatenate([labels, np.zeros(pad, labels.dtype)])
-  return {'image': images.reshape(num_batches, batch_size, *images.shape[1:]),
-          'label': labels.reshape(num_batches, batch_size),
-          'mask': mask.reshape(num_batches, batch_size)}
-
-
 @functools.partial(jax.jit, static_argnames='apply_fn')
-def _eval_sums(params: Any, batches: Batch, apply_fn: ApplyFn) -> Metrics:
+def _eval_sums(variables: Variables, batches: Batch, apply_fn: ApplyFn) -> Metrics:
   def body(totals, batch):
-    sums = eval_step(params, batch, apply_fn=apply_fn)
+    sums = eval_step(variables, batch, apply_fn=apply_fn)
     return jax.tree.map(jnp.add, totals, sums), None
   zeros = {'loss': jnp.zeros(()), 'correct': jnp.zeros(()), 'count': jnp.zeros(())}
   # Unrolled on CPU for the same reason as the train chunk.
   return jax.lax.scan(body, zeros, batches, unroll=jax.default_backend() == 'cpu')[0]
 
 
-def evaluate(apply_fn: ApplyFn, params: Any, batches: Batch) -> dict[str, float]:
+def to_host(tree: Any) -> Any:
+  """numpy copies of replicated arrays; with several processes each reads its own replica."""
+  return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)) if isinstance(x, jax.Array) else x, tree)
+
+
+def evaluate(apply_fn: ApplyFn, variables: Variables, batches: Batch) -> dict[str, float]:
   """Exact test loss and accuracy over all the examples in `batches`."""
-  sums = jax.device_get(_eval_sums(params, batches, apply_fn))
+  sums = to_host(_eval_sums(variables, batches, apply_fn))
   count = float(sums['count'])
   return {'test_loss': float(sums['loss']) / count, 'test_accuracy': float(sums['correct']) / count,
           'test_count': int(count)}
+
+
+@jax.jit
+def _all_finite(tree: Any) -> jax.Array:
+  return jnp.all(jnp.array([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
+                            if jnp.issubdtype(x.dtype, jnp.floating)]))
 
 
 def _put(x: np.ndarray, sharding: NamedSharding) -> jax.Array:
@@ -220,36 +222,53 @@ class TrainingInterrupted(Exception):
                      f'{workdir}; rerun the same command to resume')
 
 
-class _StopSignals:
-  """Turns SIGINT/SIGTERM into a flag the loop checks between chunks (main thread only)."""
+class RunDirError(ValueError):
+  """The run directory cannot be used for this config (another model, other settings, stray files)."""
 
-  def __init__(self):
-    self.signum: int | None = None
-    self._previous = {}
 
-  def __enter__(self):
-    if threading.current_thread() is threading.main_thread():
-      for sig in (signal.SIGINT, signal.SIGTERM):
-        self._previous[sig] = signal.signal(sig, self._handle)
-    return self
-
-  def _handle(self, signum, frame):
-    self.signum = signum
-
-  def __exit__(self, *exc):
-    for sig, handler in self._previous.items():
+@contextlib.contextmanager
+def _stop_signals():
+  """Turns SIGINT/SIGTERM into a flag (a one-item list) the loop checks between chunks (main thread only)."""
+  received: list[int] = []
+  previous = {}
+  if threading.current_thread() is threading.main_thread():
+    for sig in (signal.SIGINT, signal.SIGTERM):
+      previous[sig] = signal.signal(sig, lambda signum, frame: received.append(signum))
+  try:
+    yield received
+  finally:
+    for sig, handler in previous.items():
       signal.signal(sig, handler)
 
 
-class _Log:
-  """metrics.jsonl: one row per chunk (train) and per evaluation; resumes cut rows past the restored step."""
+class MetricsLog:
+  """metrics.jsonl: one row per chunk (train) and per evaluation."""
 
-  def __init__(self, path: Path, start_step: int, enabled: bool):
+  def __init__(self, path: Path, enabled: bool):
     self.path, self.enabled = path, enabled
-    if enabled and path.exists():
-      rows = [line for line in path.read_text().splitlines() if line.strip()]
-      keep = [r for r in rows if json.loads(r).get('step', 0) <= start_step]
-      path.write_text(''.join(r + '\n' for r in keep))
+
+  def truncate_after(self, step: int) -> str | None:
+    """Keeps the rows up to `step` (rewritten atomically); drops a torn last line and says so."""
+    if not (self.enabled and self.path.exists()):
+      return None
+    lines = self.path.read_text(errors='replace').splitlines()
+    rows, note = [], None
+    for i, line in enumerate(lines):
+      if not line.strip():
+        continue
+      try:
+        row = json.loads(line)
+        row_step = int(row['step'])
+      except (ValueError, KeyError, TypeError) as e:
+        if i == len(lines) - 1:  # A kill while appending: the last line is cut off.
+          note = f'dropped the torn last line of {self.path}'
+          continue
+        raise RunDirError(f'{self.path} line {i + 1} is not a metrics row ({type(e).__name__}); '
+                          'fix or delete that line') from e
+      if row_step <= step:
+        rows.append(line)
+    ckpt_lib.write_file_atomically(self.path, ''.join(r + '\n' for r in rows).encode())
+    return note
 
   def write(self, row: dict[str, Any]) -> None:
     if self.enabled:
@@ -257,143 +276,234 @@ class _Log:
         f.write(json.dumps(row) + '\n')
 
 
-def train_and_evaluate(config: TrainConfig, workdir: str | Path, *, resume: bool = True,
-                       progress: bool = True) -> dict[str, Any]:
-  """Trains `config.steps` steps (resuming from `workdir`), evaluates, checkpoints; returns the summary."""
-  from tqdm.auto import tqdm
+@dataclasses.dataclass
+class _Run:
+  """What the loop works with; built by `_set_up`."""
+  config: TrainConfig
+  workdir: Path
+  checkpoints: ckpt_lib.RunCheckpoints
+  apply_fn: Apply
+  tx: optax.GradientTransformation
+  mesh: Mesh
+  train_data: Batch
+  eval_batches: Batch
+  log: MetricsLog
+  say: Callable[[str], None]
+  is_main: bool
 
+
+def _check_resume(saved: dict[str, Any], config: TrainConfig, where: Path) -> list[str]:
+  """Refuses a resume with changed settings; `steps` may grow. Returns notes to print."""
+  try:
+    saved_config = TrainConfig.from_dict(saved)
+  except (TypeError, ValueError) as e:
+    raise RunDirError(f'the config saved in {where} is not a valid TrainConfig ({e})') from e
+  if saved_config.model != config.model:
+    raise RunDirError(f'{where} holds a checkpoint of another model ({saved_config.model})')
+  changed = [f.name for f in dataclasses.fields(TrainConfig)
+             if f.name not in ('steps', 'model', 'eval_every')
+             and getattr(saved_config, f.name) != getattr(config, f.name)]
+  if changed:
+    diffs = ', '.join(f'{n} {getattr(saved_config, n)!r} -> {getattr(config, n)!r}' for n in changed)
+    raise RunDirError(f'{where} was trained with other settings ({diffs}); resume with the same settings, '
+                      'or start a new run dir')
+  notes = []
+  if config.steps != saved_config.steps:
+    notes.append(f'steps changed from {saved_config.steps} to {config.steps}: the cosine learning-rate schedule '
+                 f'now runs over {config.steps} steps, so the rate changes at the resumed step')
+  return notes
+
+
+def _set_up(config: TrainConfig, workdir: str | Path, stack: contextlib.ExitStack, *, data_dir: str | None,
+            keep_checkpoints: int, progress: bool) -> _Run:
   num_devices = jax.device_count()
   if config.batch_size % num_devices:
     raise ValueError(f'batch size {config.batch_size} is not divisible by the {num_devices} devices; '
                      f'use a multiple of {num_devices}')
   is_main = jax.process_index() == 0
+  checkpoints = ckpt_lib.RunCheckpoints(workdir, keep=keep_checkpoints)
+  stack.callback(checkpoints.close)
   mesh = Mesh(np.array(jax.devices()), ('data',))
   replicated = NamedSharding(mesh, P())
+  train_images, train_labels = data_lib.load_mnist('train', data_dir)
+  test_images, test_labels = data_lib.load_mnist('test', data_dir)
+  if config.batch_size > len(train_labels):
+    raise ValueError(f'batch size {config.batch_size} is larger than the {len(train_labels):,} training images')
+  eval_bs = -(-data_lib.EVAL_BATCH_SIZE // num_devices) * num_devices
+  eval_sharding = NamedSharding(mesh, P(None, 'data'))
+  say = (lambda text: print(text, flush=True)) if (progress and is_main) else (lambda text: None)
+  return _Run(
+      config=config, workdir=checkpoints.workdir, checkpoints=checkpoints,
+      apply_fn=make_apply_fn(CNN.from_config(config.model)), tx=make_optimizer(config), mesh=mesh,
+      train_data={'image': _put(train_images, replicated), 'label': _put(train_labels, replicated)},
+      eval_batches={k: _put(v, eval_sharding)
+                    for k, v in data_lib.make_eval_batches(test_images, test_labels, eval_bs).items()},
+      log=MetricsLog(checkpoints.workdir / 'metrics.jsonl', enabled=is_main), say=say, is_main=is_main)
 
-  checkpoints = ckpt_lib.RunCheckpoints(workdir, keep=config.keep_checkpoints)
-  workdir = checkpoints.workdir
-  stop = _StopSignals()
-  try:
-    stop.__enter__()
-    start_step = checkpoints.latest_step()
-    if start_step is not None and not resume:
-      raise ckpt_lib.CheckpointError(f'{workdir} already holds checkpoints up to step {start_step}; '
-                                     'pass a new --checkpoint-dir to start afresh, or drop --no-resume')
-    if start_step is not None:
-      saved = checkpoints.saved_config(start_step)
-      if saved.model != config.model:
-        raise ckpt_lib.CheckpointError(
-            f'{workdir} holds a checkpoint of another model ({saved.model}); '
-            'pass a new --checkpoint-dir or the same model settings')
 
-    train_images, train_labels = data_lib.load_mnist('train', config.data_dir)
-    test_images, test_labels = data_lib.load_mnist('test', config.data_dir)
-    train_data = {'image': _put(train_images, replicated), 'label': _put(train_labels, replicated)}
-    eval_bs = -(-EVAL_BATCH_SIZE // num_devices) * num_devices
-    eval_sharding = NamedSharding(mesh, P(None, 'data'))
-    eval_batches = {k: _put(v, eval_sharding)
-                    for k, v in make_eval_batches(test_images, test_labels, eval_bs).items()}
+def _init_or_restore(run: _Run, resume: bool) -> TrainState | None:
+  """The state to continue from: fresh, restored, or None when the run is already complete."""
+  config, workdir = run.config, run.workdir
+  start = run.checkpoints.state.latest_step()
+  replicated = NamedSharding(run.mesh, P())
+  if start is None:
+    stray = [name for name in ('summary.json', 'metrics.jsonl') if (workdir / name).exists()]
+    if stray:
+      raise RunDirError(f'{workdir} holds {" and ".join(stray)} but no checkpoint to resume from; '
+                        'start a new run dir, or delete them')
+    return jax.device_put(create_train_state(config), replicated)
+  if not resume:
+    raise RunDirError(f'{workdir} already holds checkpoints up to step {start}; start a new run dir, or resume')
+  for note in _check_resume(run.checkpoints.state.read_json(start, 'config'), config, run.checkpoints.state.step_dir(start)):
+    run.say(f'note: {note}')
+  if start >= config.steps and (workdir / 'summary.json').is_file():
+    run.say(f'already at step {start}; nothing to do')
+    return None
+  note = run.log.truncate_after(start)
+  if note:
+    run.say(f'note: {note}')
+  run.say(f'resuming from step {start} (of {config.steps})')
+  abstract = jax.eval_shape(lambda: create_train_state(config))
+  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), abstract)
+  return run.checkpoints.state.restore(start, 'state', abstract)
 
-    apply_fn = make_apply_fn(CNN.from_config(config.model))
-    tx = make_optimizer(config)
-    if start_step is None:
-      state = jax.device_put(create_train_state(config), replicated)
-      step = 0
-    else:
-      state = checkpoints.restore_state(start_step, jax.eval_shape(lambda: create_train_state(config)), replicated)
-      step = start_step
-    train_chunk = make_train_chunk(config, apply_fn, tx, mesh)
-    log = _Log(workdir / 'metrics.jsonl', step, enabled=is_main)
-    best = checkpoints.best_metrics()
-    best_accuracy = -1.0 if best is None else best['test_accuracy']
 
-    bar = tqdm(total=config.steps, initial=min(step, config.steps), unit='step', dynamic_ncols=True,
-               disable=not (progress and is_main), desc='train')
-    t_start = time.perf_counter()
-    first_step = step
-    pending = None
-    eval_metrics = None
-    last_drain = [time.perf_counter()]
+def _evaluate_and_checkpoint(run: _Run, state: TrainState, step: int, best_accuracy: float) -> dict[str, float]:
+  """Evaluates, saves best (if better) and state, logs; a non-finite state is never saved."""
+  if not bool(to_host(_all_finite(state))):
+    raise FloatingPointError(f'the weights are not finite at step {step}; the state was not saved; lower the '
+                             'learning rate and resume from the last checkpoint')
+  metrics = run_evaluation(run, state)
+  if not np.isfinite(metrics['test_loss']):
+    raise FloatingPointError(f'the test loss is {metrics["test_loss"]} at step {step}; the state was not saved; '
+                             'lower the learning rate and resume from the last checkpoint')
+  row = {'step': step, **metrics}
+  config = run.config.to_dict()
+  # Best first: a crash between the two saves then re-runs this evaluation on resume.
+  if metrics['test_accuracy'] > best_accuracy:
+    run.checkpoints.best.save(step, {'variables': eval_variables(state)}, {'config': config, 'metrics': row})
+  run.checkpoints.state.save(step, {'state': state}, {'config': config})
+  run.log.write(row)
+  run.say(f'step {step}: test accuracy {metrics["test_accuracy"]:.2%}, test loss {metrics["test_loss"]:.4f}')
+  return metrics
 
-    def drain(pending):
-      """Host side of a finished chunk; runs while the next chunk computes."""
-      metrics, chunk_start, n = pending
-      m = jax.device_get(metrics)
-      now = time.perf_counter()
-      rate = n * config.batch_size / max(now - last_drain[0], 1e-9)
-      last_drain[0] = now
-      if not np.all(np.isfinite(m['loss'])):
-        bad = chunk_start + 1 + int(np.argmin(np.isfinite(m['loss'])))
-        raise FloatingPointError(f'training loss became {m["loss"][bad - chunk_start - 1]} at step {bad}; '
-                                 'the state was not saved; lower --learning-rate and resume from '
-                                 'the last checkpoint')
-      loss, acc = float(np.mean(m['loss'])), float(np.mean(m['accuracy']))
-      bar.set_postfix(loss=f'{loss:.4f}', acc=f'{acc:.4f}', img_s=f'{rate:,.0f}', refresh=False)
-      bar.update(n)
-      log.write({'step': chunk_start + n, 'train_loss': loss, 'train_accuracy': acc})
 
-    per_epoch = steps_per_epoch(train_labels.shape[0], config.batch_size)
-    orders_epoch, orders = None, None
+def run_evaluation(run: _Run, state: TrainState) -> dict[str, float]:
+  return evaluate(run.apply_fn, eval_variables(state), run.eval_batches)
+
+
+def _train_loop(run: _Run, state: TrainState, stop: list[int], steps_per_dispatch: int,
+                progress: bool) -> tuple[TrainState, dict[str, float] | None, float]:
+  """Trains to `config.steps`, evaluating and checkpointing every `eval_every` steps.
+
+  Returns the final state, the last evaluation and the best test accuracy. The host reads each chunk's
+  metrics one chunk behind, while the next chunk runs, so it never waits on the device.
+  """
+  from tqdm.auto import tqdm
+  config = run.config
+  step = int(to_host(state.step))
+  train_chunk = make_train_chunk(config, run.apply_fn, run.tx, run.mesh)
+  best = run.checkpoints.best.latest_step()
+  best_accuracy = -1.0 if best is None else run.checkpoints.best.read_json(best, 'metrics')['test_accuracy']
+  n_train = run.train_data['label'].shape[0]
+  per_epoch = steps_per_epoch(n_train, config.batch_size)
+  bar = tqdm(total=config.steps, initial=min(step, config.steps), unit='step', dynamic_ncols=True,
+             disable=not (progress and run.is_main), desc='train')
+  last_metrics = None
+  orders_epoch = orders = first_epoch = None
+  pending = None
+  clock = [time.perf_counter()]
+
+  def drain(metrics, chunk_start, n):
+    m = to_host(metrics)
+    now = time.perf_counter()
+    rate = n * config.batch_size / max(now - clock[0], 1e-9)
+    clock[0] = now
+    if not np.all(np.isfinite(m['loss'])):
+      bad = int(np.argmin(np.isfinite(m['loss'])))
+      raise FloatingPointError(f'training loss became {m["loss"][bad]} at step {chunk_start + 1 + bad}; the state '
+                               'was not saved; lower the learning rate and resume from the last checkpoint')
+    loss, acc = float(np.mean(m['loss'])), float(np.mean(m['accuracy']))
+    bar.set_postfix(loss=f'{loss:.4f}', acc=f'{acc:.4f}', img_s=f'{rate:,.0f}', refresh=False)
+    bar.update(n)
+    run.log.write({'step': chunk_start + n, 'train_loss': loss, 'train_accuracy': acc})
+
+  with contextlib.closing(bar):
     while step < config.steps:
       next_eval = min((step // config.eval_every + 1) * config.eval_every, config.steps)
-      n = min(config.steps_per_dispatch, next_eval - step, per_epoch)
+      n = min(steps_per_dispatch, next_eval - step, per_epoch)
       if orders_epoch != step // per_epoch:
         orders_epoch = step // per_epoch
         first_epoch = jnp.int32(orders_epoch)
-        orders = epoch_orders(state, first_epoch, train_labels.shape[0])
-      state, metrics = train_chunk(state, train_data, orders, first_epoch, n)
-      # One chunk behind: read the previous chunk's metrics while this one runs.
+        orders = epoch_orders(state, first_epoch, n_train)
+      state, metrics = train_chunk(state, run.train_data, orders, first_epoch, n)
       if pending is not None:
-        drain(pending)
+        drain(*pending)
       pending = (metrics, step, n)
       step += n
-      if stop.signum is not None and step != next_eval:
-        drain(pending)
-        checkpoints.save_state(step, state, config)
-        bar.close()
-        raise TrainingInterrupted(stop.signum, step, workdir)
-      if step == next_eval:
-        drain(pending)
+      if step == next_eval or stop:
+        drain(*pending)
         pending = None
-        eval_metrics = evaluate(apply_fn, eval_params(state), eval_batches)
-        row = {'step': step, **eval_metrics}
-        # Best first: a crash between the two saves then re-runs this evaluation on resume.
-        if eval_metrics['test_accuracy'] > best_accuracy:
-          best_accuracy = eval_metrics['test_accuracy']
-          checkpoints.save_best(step, eval_params(state), config, row)
-        checkpoints.save_state(step, state, config)
-        last_drain[0] = time.perf_counter()  # Evaluation and saving are not training throughput.
-        log.write(row)
-        if stop.signum is not None:
-          bar.close()
-          raise TrainingInterrupted(stop.signum, step, workdir)
-        if progress and is_main:
-          bar.write(f'step {step}: test accuracy {eval_metrics["test_accuracy"]:.2%}, '
-                    f'test loss {eval_metrics["test_loss"]:.4f}')
-    bar.close()
-    train_seconds = time.perf_counter() - t_start
-    if eval_metrics is None:  # Nothing left to train: report the restored state.
-      eval_metrics = evaluate(apply_fn, eval_params(state), eval_batches)
-    device = jax.devices()[0]
-    images = (step - first_step) * config.batch_size
-    summary = {
-        'step': step,
-        'test_accuracy': eval_metrics['test_accuracy'],
-        'test_loss': eval_metrics['test_loss'],
-        'best_test_accuracy': max(best_accuracy, eval_metrics['test_accuracy']),
-        'resumed_from_step': first_step if start_step is not None else None,
-        'train_seconds': round(train_seconds, 3),
-        'images_per_second': round(images / train_seconds, 1) if images else None,
-        'device_kind': device.device_kind,
-        'platform': device.platform,
-        'device_count': num_devices,
-        'jax_version': jax.__version__,
-        'checkpoint_dir': str(workdir),
-        'config': config.to_dict(),
-    }
-    if is_main:
-      ckpt_lib.write_json(workdir / 'summary.json', summary)
+        if step == next_eval:
+          last_metrics = _evaluate_and_checkpoint(run, state, step, best_accuracy)
+          best_accuracy = max(best_accuracy, last_metrics['test_accuracy'])
+          clock[0] = time.perf_counter()  # Evaluation and saving are not training throughput.
+        else:
+          run.checkpoints.state.save(step, {'state': state}, {'config': run.config.to_dict()})
+        if stop:
+          raise TrainingInterrupted(stop[0], step, run.workdir)
+  return state, last_metrics, best_accuracy
+
+
+def _summary(run: _Run, state: TrainState, metrics: dict[str, float], best_accuracy: float, first_step: int,
+             resumed: bool, seconds: float) -> dict[str, Any]:
+  step = int(to_host(state.step))
+  device = jax.devices()[0]
+  images = (step - first_step) * run.config.batch_size
+  return {
+      'step': step,
+      'test_accuracy': metrics['test_accuracy'],
+      'test_loss': metrics['test_loss'],
+      'best_test_accuracy': max(best_accuracy, metrics['test_accuracy']),
+      'resumed_from_step': first_step if resumed else None,
+      'train_seconds': round(seconds, 3),
+      'images_per_second': round(images / seconds, 1) if images else None,
+      'device_kind': device.device_kind,
+      'platform': device.platform,
+      'device_count': jax.device_count(),
+      'process_count': jax.process_count(),
+      'jax_version': jax.__version__,
+      'checkpoint_dir': str(run.workdir),
+      'config': run.config.to_dict(),
+  }
+
+
+def train_and_evaluate(config: TrainConfig, workdir: str | Path, *, data_dir: str | None = None,
+                       keep_checkpoints: int = 3, steps_per_dispatch: int = 10, resume: bool = True,
+                       progress: bool = True) -> dict[str, Any]:
+  """Trains `config.steps` steps (resuming from `workdir`), evaluates, checkpoints; returns the summary.
+
+  Args:
+    data_dir: folder with the MNIST files (default: $DIGITREC_DATA_DIR, else download).
+    keep_checkpoints: how many train states to keep for resume.
+    steps_per_dispatch: steps fused into one jitted dispatch; metrics reach the host once per chunk.
+    resume: continue from the run dir's latest checkpoint; False refuses a dir that has one.
+  """
+  if steps_per_dispatch <= 0 or keep_checkpoints <= 0:
+    raise ValueError('steps_per_dispatch and keep_checkpoints must be positive')
+  with contextlib.ExitStack() as stack:
+    run = _set_up(config, workdir, stack, data_dir=data_dir, keep_checkpoints=keep_checkpoints, progress=progress)
+    stop = stack.enter_context(_stop_signals())
+    state = _init_or_restore(run, resume)
+    if state is None:
+      return ckpt_lib.read_json_file(run.workdir / 'summary.json')
+    first_step = int(to_host(state.step))
+    start = time.perf_counter()
+    state, metrics, best_accuracy = _train_loop(run, state, stop, steps_per_dispatch, progress)
+    seconds = time.perf_counter() - start
+    if metrics is None:  # Restored at the final step (its summary was lost): report that state.
+      metrics = run_evaluation(run, state)
+    summary = _summary(run, state, metrics, best_accuracy, first_step, first_step > 0, seconds)
+    if run.is_main:
+      ckpt_lib.write_json(run.workdir / 'summary.json', summary)
     return summary
-  finally:
-    stop.__exit__()
-    checkpoints.close()

@@ -14,11 +14,11 @@ import threading
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE), str(HERE.parent)]
+sys.path.insert(0, str(HERE))
 
-import train  # noqa: E402
-from conftest import TINY_MODEL, checksums_of  # noqa: E402
-from digitrec_jax import checkpoint, config, data, training  # noqa: E402
+from helpers import TINY_MODEL, checksums_of  # noqa: E402
+
+from digitrec_jax import checkpoint, config, data, train, training  # noqa: E402
 
 
 def _kill_later(delay: float) -> None:
@@ -43,16 +43,19 @@ def _arm(kind: str, nth: int, delay: float) -> None:
   elif kind == 'eval':
     training.evaluate = wrap(training.evaluate)
   elif kind == 'save':
-    checkpoint.RunCheckpoints.save_state = wrap(checkpoint.RunCheckpoints.save_state)
+    save = checkpoint.Checkpoints.save
+    wrapped = wrap(save)
+    checkpoint.Checkpoints.save = lambda self, *a, **k: (
+        wrapped(self, *a, **k) if self.directory.name == checkpoint.STATE else save(self, *a, **k))
   else:
     raise SystemExit(f'unknown CRASH_AT kind {kind!r}')
 
 
 def main() -> int:
   data_dir, argv = sys.argv[1], sys.argv[2:]
-  infos = checksums_of(Path(data_dir))
-  data.registered_url_infos = lambda: infos
-  config.PRESETS['default'] = config.TrainConfig(model=TINY_MODEL, warmup_steps=2, steps_per_dispatch=2)
+  data.FILES = checksums_of(Path(data_dir))
+  config.PRESETS['default'] = config.TrainConfig(model=TINY_MODEL, warmup_steps=2)
+  training.train_and_evaluate = functools.partial(training.train_and_evaluate, steps_per_dispatch=2)
   if os.environ.get('CRASH_AT'):
     kind, nth, *delay = os.environ['CRASH_AT'].split(':')
     _arm(kind, int(nth), float(delay[0]) if delay else 0.0)

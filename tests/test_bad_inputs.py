@@ -144,7 +144,7 @@ def test_truncated_canonical_file_fails_its_checksum(tmp_path, real_data_dir):
 
 
 def test_corrupt_gzip_is_named(fake_mnist, monkeypatch):
-  from conftest import register_checksums
+  from helpers import register_checksums
   path = fake_mnist / 't10k-images-idx3-ubyte.gz'
   path.write_bytes(b'\x1f\x8b' + b'garbage' * 10)
   register_checksums(monkeypatch, fake_mnist)
@@ -161,7 +161,7 @@ def test_corrupt_gzip_is_named(fake_mnist, monkeypatch):
 def test_images_without_a_digit(tmp_path, capsys, name, make):
   make().save(tmp_path / name)
   assert _predict_error([str(tmp_path / name)], capsys) == (
-      f'error: {tmp_path / name}: the drawing is empty: draw a digit first')
+      f'error: {tmp_path / name}: the image is blank: it holds no strokes')
 
 
 def test_checkpoint_loading_never_unpickles(monkeypatch):

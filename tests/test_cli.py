@@ -1,11 +1,8 @@
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import train  # noqa: E402
+from digitrec_jax import train
 
 
 def test_main_trains_and_returns_zero(fake_mnist, tmp_path, capsys):
@@ -23,16 +20,20 @@ def test_main_trains_and_returns_zero(fake_mnist, tmp_path, capsys):
     ('--steps', '0', "argument --steps: expected a positive integer, got '0'"),
     ('--steps', '-5', "argument --steps: expected a positive integer, got '-5'"),
     ('--steps', 'abc', "argument --steps: expected a positive integer, got 'abc'"),
-    ('--batch-size', '0', "argument --batch-size: expected a positive integer, got '0'"),
+    ('--batch-size', '0', "argument --batch-size: expected an integer from 1 to 60,000, got '0'"),
     ('--learning-rate', '-0.1', "argument --learning-rate: expected a positive number, got '-0.1'"),
     ('--eval-every', 'x', "argument --eval-every: expected a positive integer, got 'x'"),
+    ('--batch-size', '60001', "argument --batch-size: expected an integer from 1 to 60,000, got '60001'"),
+    ('--batch-size', str(10**9), "argument --batch-size: expected an integer from 1 to 60,000, got '1000000000'"),
+    ('--seed', str(2**63), f"argument --seed: expected an integer from 0 to 4,294,967,295, got '{2**63}'"),
+    ('--seed', '-1', "argument --seed: expected an integer from 0 to 4,294,967,295, got '-1'"),
     ('--bogus', '1', 'unrecognized arguments: --bogus 1'),
 ])
 def test_bad_flags_exit_2_with_a_message(flag, value, message, capsys):
   with pytest.raises(SystemExit) as e:
     train.main([flag, value])
   assert e.value.code == 2
-  assert capsys.readouterr().err.strip().splitlines()[-1] == f'train.py: error: {message}'
+  assert capsys.readouterr().err.strip().splitlines()[-1] == f'digitrec-train: error: {message}'
 
 
 def test_missing_data_dir_is_one_line_and_exit_1(tmp_path, capsys):
@@ -47,14 +48,14 @@ def test_preset_sets_defaults_and_flags_override(fake_mnist, tmp_path, monkeypat
   import dataclasses
 
   from digitrec_jax import config as config_lib
-  from conftest import TINY_MODEL
+  from helpers import TINY_MODEL
   monkeypatch.setitem(config_lib.PRESETS, 'tiny', config_lib.TrainConfig(
-      steps=4, batch_size=32, eval_every=4, steps_per_dispatch=2, warmup_steps=1, learning_rate=0.01,
+      steps=4, batch_size=32, eval_every=4, warmup_steps=1, learning_rate=0.01,
       label_smoothing=0.1, model=TINY_MODEL))
   monkeypatch.chdir(tmp_path)
   assert train.main(['--preset', 'tiny', '--seed', '5', '--data-dir', str(fake_mnist)]) == 0
   summary = json.loads((tmp_path / 'checkpoints' / 'tiny' / 'summary.json').read_text())
-  expected = dataclasses.replace(config_lib.PRESETS['tiny'], seed=5, data_dir=str(fake_mnist))
+  expected = dataclasses.replace(config_lib.PRESETS['tiny'], seed=5)
   assert summary['config'] == json.loads(expected.to_json())
 
 

@@ -15,9 +15,9 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import TINY_MODEL, write_fake_mnist
+from helpers import TINY_MODEL, write_fake_mnist
 from digitrec_jax import CheckpointError, TrainConfig, create_train_state
-from digitrec_jax.checkpoint import RunCheckpoints
+from digitrec_jax.checkpoint import STATE, Checkpoints, RunCheckpoints
 
 HARNESS = Path(__file__).resolve().parent / 'crash_harness.py'
 ARGS = ['--steps', '16', '--batch-size', '32', '--eval-every', '4', '--seed', '7']
@@ -36,9 +36,8 @@ def _harness(data_dir, run_dir, crash_at=None, extra=(), wait=True):
 
 def _final_params(run_dir, step=16):
   config = TrainConfig(model=TINY_MODEL)
-  ckpts = RunCheckpoints(run_dir)
-  sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  state = ckpts.restore_state(step, jax.eval_shape(lambda: create_train_state(config)), sharding)
+  ckpts = Checkpoints(run_dir, STATE)
+  state = ckpts.restore(step, 'state', jax.eval_shape(lambda: create_train_state(config)))
   ckpts.close()
   return jax.device_get(state)
 
@@ -77,7 +76,7 @@ def test_half_written_checkpoint_is_never_picked_up(data_dir, tmp_path):
   (partial / 'state').mkdir()
   (partial / 'state' / '_METADATA').write_text('{"truncated')
   ckpts = RunCheckpoints(run)
-  assert ckpts.latest_step() == 4
+  assert ckpts.state.latest_step() == 4
   ckpts.close()
   assert not partial.exists()  # The next writer cleans it up.
   result = _harness(data_dir, run, extra=['--steps', '8'])
@@ -109,8 +108,7 @@ def test_second_training_in_the_same_dir_fails_and_a_crashed_one_leaves_no_lock(
   ckpts = RunCheckpoints(tmp_path / 'run')
   with pytest.raises(CheckpointError) as e:
     RunCheckpoints(tmp_path / 'run')
-  assert str(e.value) == (f'{tmp_path / "run"} is in use by another training (pid {os.getpid()}); wait for it '
-                          'to finish or pass another --checkpoint-dir')
+  assert str(e.value) == f'{tmp_path / "run"} is in use by another training (pid {os.getpid()})'
   ckpts.close()
   RunCheckpoints(tmp_path / 'run').close()  # Released on close.
   # A run killed with SIGKILL holds the lock only while it lives.
@@ -122,7 +120,7 @@ def test_second_training_in_the_same_dir_fails_and_a_crashed_one_leaves_no_lock(
   second = _harness(data_dir, tmp_path / 'killed', extra=['--steps', '2'])
   assert second.returncode == 1
   assert second.stderr.strip() == (f'error: {tmp_path / "killed"} is in use by another training (pid '
-                                   f'{proc.pid}); wait for it to finish or pass another --checkpoint-dir')
+                                   f'{proc.pid}); pass another --checkpoint-dir')
   proc.kill()
   proc.wait()
   third = _harness(data_dir, tmp_path / 'killed', extra=['--steps', '2', '--eval-every', '2'])

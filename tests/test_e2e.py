@@ -17,12 +17,12 @@ def _train(steps: int, data_dir: str, run: Path) -> dict:
 
 
 def test_quick_start_reaches_98_percent_and_resumes(real_data_dir, tmp_path):
-  from digitrec_jax import restore_params
+  from digitrec_jax import load_variables
   first = _train(300, real_data_dir, tmp_path / 'run1')
   assert first['step'] == 300 and first['resumed_from_step'] is None
   assert first['test_accuracy'] >= 0.98
-  params, config = restore_params(tmp_path / 'run1')
-  assert config.steps == 300 and params['Dense_1']['kernel'].shape == (256, 10)
+  variables, config, _ = load_variables(tmp_path / 'run1')
+  assert config.steps == 300 and variables['params']['Dense_1']['kernel'].shape == (256, 10)
   second = _train(400, real_data_dir, tmp_path / 'run1')
   assert second['step'] == 400 and second['resumed_from_step'] == 300
   assert second['test_accuracy'] >= 0.98

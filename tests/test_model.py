@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from digitrec_jax import CNN, IMAGE_SHAPE, NUM_CLASSES, ModelConfig, make_apply_fn
-from digitrec_jax.model import init_params, predict_proba
+from digitrec_jax.model import init_variables, predict_proba
 
 # conv 3*3*1*32+32, conv 3*3*32*64+64, dense 7*7*64*256+256, dense 256*10+10.
 DEFAULT_PARAM_COUNT = 320 + 18_496 + 803_072 + 2_570
@@ -13,15 +13,16 @@ def _count(params) -> int:
   return sum(x.size for x in jax.tree.leaves(params))
 
 
-def test_default_model_has_exact_parameter_count():
-  params = init_params(CNN(), jax.random.key(0))
-  assert _count(params) == DEFAULT_PARAM_COUNT == 824_458
+def test_default_model_has_exact_parameter_count_and_no_statistics():
+  variables = init_variables(CNN(), jax.random.key(0))
+  assert sorted(variables) == ['batch_stats', 'params'] and variables['batch_stats'] == {}
+  assert _count(variables) == DEFAULT_PARAM_COUNT == 824_458
 
 
 def test_output_shape_and_dtypes():
   model = CNN.from_config(ModelConfig(conv_features=(4, 8), dense_features=16))
   apply = make_apply_fn(model)
-  params = init_params(model, jax.random.key(0))
+  params = init_variables(model, jax.random.key(0))
   for dtype in (jnp.uint8, jnp.float32):
     logits = apply(params, jnp.zeros((5, *IMAGE_SHAPE), dtype))
     assert logits.shape == (5, NUM_CLASSES)
@@ -31,7 +32,7 @@ def test_output_shape_and_dtypes():
 def test_uint8_and_unit_float_images_are_normalized_alike():
   model = CNN.from_config(ModelConfig(conv_features=(4, 8), dense_features=16))
   apply = make_apply_fn(model)
-  params = init_params(model, jax.random.key(1))
+  params = init_variables(model, jax.random.key(1))
   pixels = np.random.default_rng(0).integers(0, 256, (3, *IMAGE_SHAPE), dtype=np.uint8)
   np.testing.assert_allclose(apply(params, pixels), apply(params, pixels.astype(np.float32) / 255),
                              rtol=1e-5, atol=1e-5)
@@ -39,7 +40,7 @@ def test_uint8_and_unit_float_images_are_normalized_alike():
 
 def test_predict_proba_sums_to_one():
   model = CNN.from_config(ModelConfig(conv_features=(4,), dense_features=8))
-  params = init_params(model, jax.random.key(0))
+  params = init_variables(model, jax.random.key(0))
   probs = predict_proba(make_apply_fn(model), params, jnp.ones((4, *IMAGE_SHAPE)))
   np.testing.assert_allclose(probs.sum(-1), np.ones(4), rtol=1e-6)
   assert bool(jnp.all(probs > 0))
@@ -48,25 +49,27 @@ def test_predict_proba_sums_to_one():
 def test_dropout_rng_switches_training_mode():
   model = CNN.from_config(ModelConfig(conv_features=(4,), dense_features=8, dropout_rate=0.5))
   apply = make_apply_fn(model)
-  params = init_params(model, jax.random.key(0))
+  params = init_variables(model, jax.random.key(0))
   x = jnp.ones((2, *IMAGE_SHAPE))
   np.testing.assert_array_equal(apply(params, x), apply(params, x))
-  assert not np.allclose(apply(params, x), apply(params, x, dropout_rng=jax.random.key(3)))
+  assert not np.allclose(apply(params, x), apply.train(params, x, jax.random.key(3))[0])
 
 
 def test_convs_per_block_and_three_blocks_have_exact_parameter_counts():
-  two = init_params(CNN.from_config(ModelConfig(conv_features=(4, 8), convs_per_block=2, dense_features=16)),
-                    jax.random.key(0))
+  two = init_variables(CNN.from_config(ModelConfig(conv_features=(4, 8), convs_per_block=2, dense_features=16)),
+                        jax.random.key(0))['params']
   # convs 1->4, 4->4, 4->8, 8->8 (3x3 + bias), dense 7*7*8->16, 16->10.
   assert _count(two) == (40 + 148) + (296 + 584) + (392 * 16 + 16) + (16 * 10 + 10)
   assert sorted(two) == ['Conv_0', 'Conv_1', 'Conv_2', 'Conv_3', 'Dense_0', 'Dense_1']
-  three = init_params(CNN.from_config(ModelConfig(conv_features=(4, 8, 8), dense_features=16)), jax.random.key(0))
+  three = init_variables(CNN.from_config(ModelConfig(conv_features=(4, 8, 8), dense_features=16)),
+                         jax.random.key(0))['params']
   assert three['Dense_0']['kernel'].shape == (3 * 3 * 8, 16)  # 28 -> 14 -> 7 -> 3
 
 
 def test_avg_pool_averages_where_max_pool_takes_the_max():
   configs = [ModelConfig(conv_features=(4,), dense_features=8, pool=pool) for pool in ('max', 'avg')]
-  params = init_params(CNN.from_config(configs[0]), jax.random.key(0))
+  variables = init_variables(CNN.from_config(configs[0]), jax.random.key(0))
+  params = variables['params']
   x = jax.random.uniform(jax.random.key(1), (2, *IMAGE_SHAPE))
   conv = lambda model: model.apply({'params': params}, x, capture_intermediates=True,
                                    mutable=['intermediates'])[1]['intermediates']['Conv_0']['__call__'][0]
@@ -77,14 +80,14 @@ def test_avg_pool_averages_where_max_pool_takes_the_max():
     pooled = reduce(blocks, axis=(2, 4)).reshape(2, -1)
     expected = jax.nn.relu(pooled @ params['Dense_0']['kernel'] + params['Dense_0']['bias'])
     expected = expected @ params['Dense_1']['kernel'] + params['Dense_1']['bias']
-    np.testing.assert_allclose(make_apply_fn(model)(params, x), expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(make_apply_fn(model)(variables, x), expected, rtol=1e-4, atol=1e-5)
 
 
 BN_MODEL = ModelConfig(conv_features=(4, 8), dense_features=16, batch_norm=True)
 
 
 def test_batch_norm_params_hold_weights_and_statistics():
-  params = init_params(CNN.from_config(BN_MODEL), jax.random.key(0))
+  params = init_variables(CNN.from_config(BN_MODEL), jax.random.key(0))
   assert sorted(params) == ['batch_stats', 'params']
   assert sorted(params['params']) == ['BatchNorm_0', 'BatchNorm_1', 'BatchNorm_2', 'Conv_0', 'Conv_1',
                                       'Dense_0', 'Dense_1']
@@ -99,15 +102,15 @@ def test_batch_norm_params_hold_weights_and_statistics():
 def test_batch_norm_inference_uses_running_statistics_and_training_updates_them():
   model = CNN.from_config(BN_MODEL)
   apply = make_apply_fn(model)
-  params = init_params(model, jax.random.key(0))
+  params = init_variables(model, jax.random.key(0))
   x = jax.random.uniform(jax.random.key(1), (6, *IMAGE_SHAPE))
   # Inference: each image's logits do not depend on the rest of the batch.
   np.testing.assert_allclose(apply(params, x[:1]), apply(params, x)[:1], rtol=1e-5, atol=1e-6)
   # Training: batch statistics, so the same image scores differently in another batch.
-  logits, trained = apply.train(params, x, jax.random.key(2))
+  logits, stats = apply.train(params, x, jax.random.key(2))
+  trained = {'params': params['params'], 'batch_stats': stats}
   other, _ = apply.train(params, x[:3], jax.random.key(2))
   assert not np.allclose(logits[:1], other[:1], atol=1e-4)
-  jax.tree.map(np.testing.assert_array_equal, trained['params'], params['params'])
   # Running averages move a tenth of the way to the batch's mean and (biased) variance.
   import flax.linen as nn
   from digitrec_jax.model import normalize
@@ -119,11 +122,11 @@ def test_batch_norm_inference_uses_running_statistics_and_training_updates_them(
   assert not np.allclose(apply(trained, x), apply(params, x), atol=1e-4)
 
 
-def test_train_mode_without_batch_norm_returns_the_params_unchanged():
+def test_train_mode_without_batch_norm_returns_no_statistics():
   model = CNN.from_config(ModelConfig(conv_features=(4,), dense_features=8))
   apply = make_apply_fn(model)
-  params = init_params(model, jax.random.key(0))
+  params = init_variables(model, jax.random.key(0))
   x = jnp.ones((2, *IMAGE_SHAPE))
-  logits, same = apply.train(params, x, jax.random.key(3))
-  assert same is params
-  np.testing.assert_array_equal(logits, apply(params, x, dropout_rng=jax.random.key(3)))
+  logits, stats = apply.train(params, x, jax.random.key(3))
+  assert stats == {}
+  np.testing.assert_array_equal(logits, apply(params, x))  # No dropout in this model: same as inference.

@@ -13,7 +13,7 @@ import json, sys
 import jax, jax.numpy as jnp, numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 sys.path.insert(0, sys.argv[1])
-from conftest import TINY_MODEL, synthetic_digits
+from helpers import TINY_MODEL, synthetic_digits
 from digitrec_jax import CNN, TrainConfig, create_train_state, make_apply_fn, training
 import dataclasses
 config = TrainConfig(steps=8, batch_size=32, warmup_steps=2,
@@ -30,8 +30,7 @@ losses = []
 for _ in range(2):
   state, metrics = chunk(state, data, orders, jnp.int32(0), 4)
   losses += np.asarray(metrics['loss']).tolist()
-weights = state.params['params'] if config.model.batch_norm else state.params
-leaf = weights['Dense_1']['kernel']
+leaf = state.params['Dense_1']['kernel']
 print(json.dumps({'devices': jax.device_count(), 'losses': losses, 'param_shards': len(leaf.addressable_shards),
                   'replicated': leaf.sharding.is_fully_replicated}))
 '''

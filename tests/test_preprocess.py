@@ -71,7 +71,7 @@ def test_inversion_and_rgba_transparency():
     np.full((28, 28), 250, np.uint8),  # Paper-coloured noise below the ink threshold.
 ])
 def test_blank_input_raises_empty_drawing_error(image):
-  with pytest.raises(EmptyDrawingError, match='^the drawing is empty: draw a digit first$'):
+  with pytest.raises(EmptyDrawingError, match='^the image is blank: it holds no strokes$'):
     preprocess_drawing(image)
   assert issubclass(EmptyDrawingError, ValueError)
 

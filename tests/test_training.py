@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 from jax.sharding import Mesh
 
-from conftest import TINY_MODEL, synthetic_digits
+from helpers import TINY_MODEL, synthetic_digits
+
 from digitrec_jax import CNN, TrainConfig, create_train_state, make_apply_fn, train_and_evaluate, train_step
+from digitrec_jax import data as data_lib
 from digitrec_jax import training
 
 
@@ -17,6 +19,10 @@ def _setup(config):
   apply_fn = make_apply_fn(CNN.from_config(config.model))
   tx = training.make_optimizer(config)
   return apply_fn, tx
+
+
+def _variables(state):
+  return {'params': state.params, 'batch_stats': state.batch_stats}
 
 
 def _batch(n=32, seed=0):
@@ -29,7 +35,7 @@ def test_one_step_changes_every_parameter_and_keeps_them_finite():
   apply_fn, tx = _setup(config)
   state = create_train_state(config)
   before = jax.device_get(state.params)  # Donation deletes the old buffers.
-  step = jax.jit(functools.partial(train_step, apply_fn=apply_fn, tx=tx), donate_argnums=0)
+  step = jax.jit(functools.partial(train_step, apply_fn=apply_fn, tx=tx, config=config), donate_argnums=0)
   state, metrics = step(state, _batch())
   after = jax.device_get(state.params)
   for path, old in jax.tree_util.tree_leaves_with_path(before):
@@ -43,7 +49,7 @@ def test_one_step_changes_every_parameter_and_keeps_them_finite():
 def test_jit_and_no_jit_agree():
   config = TrainConfig(steps=10, warmup_steps=0, model=TINY_MODEL)
   apply_fn, tx = _setup(config)
-  step = functools.partial(train_step, apply_fn=apply_fn, tx=tx)
+  step = functools.partial(train_step, apply_fn=apply_fn, tx=tx, config=config)
   s1, m1 = step(create_train_state(config), _batch())
   s2, m2 = jax.jit(step)(create_train_state(config), _batch())
   np.testing.assert_allclose(m1['loss'], m2['loss'], rtol=1e-5)
@@ -53,7 +59,7 @@ def test_jit_and_no_jit_agree():
 def test_overfits_a_fixed_batch():
   config = TrainConfig(steps=30, warmup_steps=0, learning_rate=3e-3, model=TINY_MODEL)
   apply_fn, tx = _setup(config)
-  step = jax.jit(functools.partial(train_step, apply_fn=apply_fn, tx=tx), donate_argnums=0)
+  step = jax.jit(functools.partial(train_step, apply_fn=apply_fn, tx=tx, config=config), donate_argnums=0)
   state, batch, losses = create_train_state(config), _batch(16), []
   for _ in range(30):
     state, metrics = step(state, batch)
@@ -86,9 +92,9 @@ def test_batches_are_a_pure_function_of_seed_and_step():
 def test_evaluation_is_exact_with_a_partial_last_batch():
   config = TrainConfig(steps=10, model=TINY_MODEL)
   apply_fn, _ = _setup(config)
-  params = create_train_state(config).params
+  params = _variables(create_train_state(config))
   images, labels = synthetic_digits(25, 3)
-  batches = training.make_eval_batches(images, labels.astype(np.int32), 10)
+  batches = data_lib.make_eval_batches(images, labels.astype(np.int32), 10)
   assert batches['image'].shape == (3, 10, 28, 28, 1)
   result = training.evaluate(apply_fn, params, jax.tree.map(jnp.asarray, batches))
   logits = np.asarray(apply_fn(params, jnp.asarray(images)), np.float64)
@@ -98,10 +104,9 @@ def test_evaluation_is_exact_with_a_partial_last_batch():
   assert result['test_loss'] == pytest.approx(-np.mean(log_probs[np.arange(25), labels]), rel=1e-5)
 
 
-def test_train_and_evaluate_on_fake_mnist(tiny_config, tmp_path):
-  config = dataclasses.replace(tiny_config, steps=24, eval_every=12, steps_per_dispatch=6,
-                               learning_rate=1e-2)
-  summary = train_and_evaluate(config, tmp_path / 'run', progress=False)
+def test_train_and_evaluate_on_fake_mnist(tiny_config, run_options, tmp_path):
+  config = dataclasses.replace(tiny_config, steps=24, eval_every=12, learning_rate=1e-2)
+  summary = train_and_evaluate(config, tmp_path / 'run', **{**run_options, 'steps_per_dispatch': 6})
   assert summary['step'] == 24 and summary['device_count'] == jax.device_count()
   assert 0.9 <= summary['test_accuracy'] <= 1.0  # The synthetic classes are easy.
   assert 0 < summary['test_loss'] < 1.0
@@ -115,20 +120,68 @@ def test_train_and_evaluate_on_fake_mnist(tiny_config, tmp_path):
   assert [r['step'] for r in rows if 'train_loss' in r] == [6, 12, 18, 24]
 
 
-def test_resume_one_step_then_two(tiny_config, tmp_path):
-  one = dataclasses.replace(tiny_config, steps=1, eval_every=1, steps_per_dispatch=1)
-  train_and_evaluate(one, tmp_path / 'run', progress=False)
-  summary = train_and_evaluate(dataclasses.replace(one, steps=2), tmp_path / 'run', progress=False)
+def test_resume_one_step_then_two_and_a_finished_rerun_changes_nothing(tiny_config, run_options, tmp_path, capsys):
+  one = dataclasses.replace(tiny_config, steps=1, eval_every=1)
+  options = {**run_options, 'progress': True}
+  train_and_evaluate(one, tmp_path / 'run', **options)
+  two = dataclasses.replace(one, steps=2)
+  summary = train_and_evaluate(two, tmp_path / 'run', **options)
   assert summary['step'] == 2 and summary['resumed_from_step'] == 1
   assert sorted(p.name for p in (tmp_path / 'run' / 'state').iterdir()) == ['1', '2']
+  err = capsys.readouterr().out
+  assert 'resuming from step 1 (of 2)' in err
+  assert 'note: steps changed from 1 to 2: the cosine learning-rate schedule now runs over 2 steps' in err
+  before = (tmp_path / 'run' / 'summary.json').read_bytes()
+  again = train_and_evaluate(two, tmp_path / 'run', **options)
+  assert 'already at step 2; nothing to do' in capsys.readouterr().out
+  assert (tmp_path / 'run' / 'summary.json').read_bytes() == before
+  assert again == json.loads(before)
+
+
+def test_resume_refuses_changed_settings(tiny_config, run_options, tmp_path):
+  config = dataclasses.replace(tiny_config, steps=1, eval_every=1)
+  train_and_evaluate(config, tmp_path / 'run', **run_options)
+  with pytest.raises(training.RunDirError) as e:
+    train_and_evaluate(dataclasses.replace(config, steps=2, seed=7, learning_rate=0.01), tmp_path / 'run',
+                       **run_options)
+  assert str(e.value) == (f'{tmp_path}/run/state/1 was trained with other settings (learning_rate 0.003 -> 0.01, '
+                          'seed 0 -> 7); resume with the same settings, or start a new run dir')
+  assert sorted(p.name for p in (tmp_path / 'run' / 'state').iterdir()) == ['1']
+
+
+def test_metrics_log_drops_a_torn_last_line_and_keeps_rows_up_to_the_step(tmp_path):
+  path = tmp_path / 'metrics.jsonl'
+  path.write_text('{"step": 1, "a": 1}\n{"step": 2, "a": 2}\n{"step": 3, "a": 3}\n{"step": 4, "a"')
+  log = training.MetricsLog(path, enabled=True)
+  assert log.truncate_after(2) == f'dropped the torn last line of {path}'
+  assert path.read_text() == '{"step": 1, "a": 1}\n{"step": 2, "a": 2}\n'
+  path.write_text('{"step": 1}\ngarbage\n{"step": 2}\n')
+  with pytest.raises(training.RunDirError, match=r'line 2 is not a metrics row \(JSONDecodeError\); fix or delete'):
+    log.truncate_after(2)
+  assert path.read_text() == '{"step": 1}\ngarbage\n{"step": 2}\n'  # Untouched.
+
+
+def test_a_fresh_run_refuses_a_dir_with_results_but_no_checkpoint(tiny_config, run_options, tmp_path):
+  (tmp_path / 'run').mkdir()
+  (tmp_path / 'run' / 'summary.json').write_text('{"keep": true}')
+  with pytest.raises(training.RunDirError, match='holds summary.json but no checkpoint to resume from'):
+    train_and_evaluate(tiny_config, tmp_path / 'run', **run_options)
+  assert (tmp_path / 'run' / 'summary.json').read_text() == '{"keep": true}'
+
+
+def test_optimizer_state_holds_the_weights_only():
+  config = TrainConfig(steps=10, model=dataclasses.replace(TINY_MODEL, batch_norm=True))
+  state = create_train_state(config)
+  assert jax.tree.structure(state.opt_state[0].mu) == jax.tree.structure(state.params)
+  assert sorted(state.batch_stats) == ['BatchNorm_0', 'BatchNorm_1', 'BatchNorm_2']
+  assert 'batch_stats' not in str(jax.tree.structure(state.opt_state))
 
 
 def _saved_state(run_dir, step, config):
-  from digitrec_jax.checkpoint import RunCheckpoints
-  ckpts = RunCheckpoints(run_dir)
+  from digitrec_jax.checkpoint import STATE, Checkpoints
+  ckpts = Checkpoints(run_dir, STATE)
   try:
-    sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    return jax.device_get(ckpts.restore_state(step, jax.eval_shape(lambda: create_train_state(config)), sharding))
+    return jax.device_get(ckpts.restore(step, 'state', jax.eval_shape(lambda: create_train_state(config))))
   finally:
     ckpts.close()
 
@@ -138,60 +191,74 @@ def _saved_params(run_dir, step, config):
 
 
 def _best_params_are_the_ema(run_dir, config):
-  """The inference params of a run (its best checkpoint), checked equal to the EMA of its state."""
-  from digitrec_jax.checkpoint import restore_for_inference
-  params, _, info = restore_for_inference(run_dir)
+  """The inference variables of a run (its best checkpoint), checked equal to the EMA of its state."""
+  from digitrec_jax.predict import load_variables
+  variables, _, info = load_variables(run_dir)
   state = _saved_state(run_dir, info['step'], config)
-  jax.tree.map(np.testing.assert_array_equal, params, state.ema_params)
-  return params, state
+  jax.tree.map(np.testing.assert_array_equal, variables, state.ema)
+  return variables, state
 
 
-def test_rerun_after_a_crash_is_bitwise_identical(tiny_config, tmp_path):
+def test_rerun_after_a_crash_is_bitwise_identical(tiny_config, run_options, tmp_path):
   import shutil
-  config = dataclasses.replace(tiny_config, steps=4, eval_every=2, steps_per_dispatch=2)
-  train_and_evaluate(config, tmp_path / 'straight', progress=False)
+  config = dataclasses.replace(tiny_config, steps=4, eval_every=2)
+  options = {**run_options, 'steps_per_dispatch': 2}
+  train_and_evaluate(config, tmp_path / 'straight', **options)
   shutil.copytree(tmp_path / 'straight', tmp_path / 'crashed')
   shutil.rmtree(tmp_path / 'crashed' / 'state' / '4')  # As if killed after the step-2 save.
-  summary = train_and_evaluate(config, tmp_path / 'crashed', progress=False)
+  (tmp_path / 'crashed' / 'summary.json').unlink()
+  summary = train_and_evaluate(config, tmp_path / 'crashed', **options)
   assert summary['resumed_from_step'] == 2
   jax.tree.map(np.testing.assert_array_equal, _saved_params(tmp_path / 'crashed', 4, config),
                _saved_params(tmp_path / 'straight', 4, config))
 
 
-def test_non_finite_loss_stops_training_without_saving(tiny_config, tmp_path):
+def test_non_finite_loss_stops_training_without_saving(tiny_config, run_options, tmp_path):
   config = dataclasses.replace(tiny_config, learning_rate=1e30, warmup_steps=0)
   with pytest.raises(FloatingPointError, match=r'^training loss became nan at step \d+; the state was not '
-                                               r'saved; lower --learning-rate'):
-    train_and_evaluate(config, tmp_path / 'run', progress=False)
+                                               r'saved; lower the learning rate'):
+    train_and_evaluate(config, tmp_path / 'run', **run_options)
   assert not list((tmp_path / 'run' / 'state').iterdir())
+
+
+def test_a_non_finite_last_update_before_an_evaluation_is_never_saved(tiny_config, run_options, tmp_path):
+  # The loss of a step is computed before its update, so only the evaluation sees the last update's overflow:
+  # Adam's steps of about 1e37 keep the weights finite, but the logits overflow.
+  config = dataclasses.replace(tiny_config, steps=1, eval_every=1, learning_rate=1e37, warmup_steps=0)
+  with pytest.raises(FloatingPointError, match=r'^the (weights are not finite|test loss is nan) at step 1; '
+                                               r'the state was not saved'):
+    train_and_evaluate(config, tmp_path / 'run', **run_options)
+  assert not list((tmp_path / 'run' / 'state').iterdir()) and not (tmp_path / 'run' / 'summary.json').exists()
 
 
 def test_ema_follows_params_with_warmed_up_decay():
   config = TrainConfig(steps=10, warmup_steps=0, ema_decay=0.99, model=TINY_MODEL)
   apply_fn, tx = _setup(config)
   state = create_train_state(config)
-  init = jax.device_get(state.params)
-  np.testing.assert_array_equal(jax.tree.leaves(state.ema_params)[0], jax.tree.leaves(init)[0])
+  init = jax.device_get(_variables(state))
+  np.testing.assert_array_equal(jax.tree.leaves(state.ema)[0], jax.tree.leaves(init)[0])
   step = jax.jit(functools.partial(train_step, apply_fn=apply_fn, tx=tx, config=config))
   state1, _ = step(state, _batch())
   # Step 0 uses decay min(0.99, 1/10) = 0.1; step 1 uses min(0.99, 2/11).
-  expected = jax.tree.map(lambda e, p: 0.1 * e + 0.9 * p, init, jax.device_get(state1.params))
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), state1.ema_params, expected)
+  expected = jax.tree.map(lambda e, p: 0.1 * e + 0.9 * p, init, jax.device_get(_variables(state1)))
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), state1.ema, expected)
   state2, _ = step(state1, _batch(seed=1))
   d = 2 / 11
-  expected = jax.tree.map(lambda e, p: d * e + (1 - d) * p, jax.device_get(state1.ema_params),
-                          jax.device_get(state2.params))
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), state2.ema_params, expected)
-  assert training.eval_params(state2) is state2.ema_params
+  expected = jax.tree.map(lambda e, p: d * e + (1 - d) * p, jax.device_get(state1.ema),
+                          jax.device_get(_variables(state2)))
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), state2.ema, expected)
+  assert training.eval_variables(state2) is state2.ema
   plain = create_train_state(dataclasses.replace(config, ema_decay=0.0))
-  assert plain.ema_params is None and training.eval_params(plain) is plain.params
+  assert plain.ema is None
+  assert training.eval_variables(plain) == {'params': plain.params, 'batch_stats': plain.batch_stats}
 
 
 def test_ema_state_and_config_must_agree():
   config = TrainConfig(steps=10, ema_decay=0.9, model=TINY_MODEL)
   apply_fn, tx = _setup(config)
   with pytest.raises(ValueError, match='^the state has EMA weights but config.ema_decay is 0, or the reverse'):
-    train_step(create_train_state(config), _batch(), apply_fn=apply_fn, tx=tx)
+    train_step(create_train_state(config), _batch(), apply_fn=apply_fn, tx=tx,
+               config=dataclasses.replace(config, ema_decay=0.0))
 
 
 def test_augmentation_changes_the_step_and_is_keyed_by_seed_and_step():
@@ -205,11 +272,11 @@ def test_augmentation_changes_the_step_and_is_keyed_by_seed_and_step():
   assert run(aug) != run(base)
 
 
-def test_training_with_ema_saves_the_ema_weights_as_best(tiny_config, tmp_path):
+def test_training_with_ema_saves_the_ema_weights_as_best(tiny_config, run_options, tmp_path):
   config = dataclasses.replace(tiny_config, ema_decay=0.9, augment_rotation=5.0, augment_stroke=0.3)
-  train_and_evaluate(config, tmp_path / 'run', progress=False)
+  train_and_evaluate(config, tmp_path / 'run', **run_options)
   _, state = _best_params_are_the_ema(tmp_path / 'run', config)
-  assert not np.array_equal(jax.tree.leaves(state.ema_params)[0], jax.tree.leaves(state.params)[0])
+  assert not np.array_equal(jax.tree.leaves(state.ema['params'])[0], jax.tree.leaves(state.params)[0])
 
 
 def test_batch_norm_statistics_come_from_the_forward_pass_not_the_optimizer():
@@ -217,22 +284,22 @@ def test_batch_norm_statistics_come_from_the_forward_pass_not_the_optimizer():
   config = TrainConfig(steps=10, warmup_steps=0, weight_decay=0.1, model=model)
   apply_fn, tx = _setup(config)
   state = create_train_state(config)
-  init = jax.device_get(state.params)
+  init = jax.device_get(_variables(state))
   batch = _batch()
-  _, trained = apply_fn.train(init, batch['image'], jax.random.key(0))
+  step_key = jax.random.fold_in(jax.random.split(jax.random.wrap_key_data(state.rng))[0], 0)
+  _, trained = apply_fn.train(init, batch['image'], jax.random.split(step_key)[0])
   state1, metrics = jax.jit(functools.partial(train_step, apply_fn=apply_fn, tx=tx, config=config))(state, batch)
   assert np.isfinite(metrics['loss'])
-  # Weight decay and Adam leave the statistics alone: they are exactly this batch's running averages.
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
-               state1.params['batch_stats'], trained['batch_stats'])
-  for before, after in zip(jax.tree.leaves(init['params']), jax.tree.leaves(state1.params['params'])):
+  # The statistics are exactly this batch's running averages; weight decay and Adam never see them.
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), state1.batch_stats, trained)
+  for before, after in zip(jax.tree.leaves(init['params']), jax.tree.leaves(state1.params)):
     assert not np.array_equal(before, after)
 
 
-def test_batch_norm_statistics_are_checkpointed_with_the_shipped_weights(tiny_config, tmp_path):
+def test_batch_norm_statistics_are_checkpointed_with_the_shipped_weights(tiny_config, run_options, tmp_path):
   from digitrec_jax.predict import load_predictor
   config = dataclasses.replace(tiny_config, ema_decay=0.9, model=dataclasses.replace(TINY_MODEL, batch_norm=True))
-  train_and_evaluate(config, tmp_path / 'run', progress=False)
+  train_and_evaluate(config, tmp_path / 'run', **run_options)
   params, _ = _best_params_are_the_ema(tmp_path / 'run', config)
   assert sorted(params) == ['batch_stats', 'params']
   assert float(jnp.abs(params['batch_stats']['BatchNorm_0']['mean']).max()) > 0  # Trained, not initial.
