@@ -19,15 +19,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def measure_latency(repeats: int) -> dict[str, float]:
   """p50/p99 milliseconds of preprocess_drawing + predict_proba on one drawn 280x280 image."""
-  sys.path.insert(0, str(ROOT))
-  import gui
-  from digitrec_jax import load_predictor, preprocess_drawing
+  from digitrec_jax import load_predictor, preprocess_drawing, render_strokes
   predictor = load_predictor()
   rng = np.random.default_rng(0)
   times = []
   for _ in range(repeats):
     points = [tuple(p) for p in rng.uniform(0.2, 0.8, (6, 2))]
-    image = gui.render_strokes([points])
+    image = render_strokes([points])
     t0 = time.perf_counter()
     predictor.predict_proba(preprocess_drawing(image)[None])
     times.append((time.perf_counter() - t0) * 1e3)

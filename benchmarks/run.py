@@ -76,27 +76,26 @@ def checkpoint_times(repeats: int) -> dict[str, float]:
   """Save and restore of the default model's full train state, and restore of params alone."""
   import jax
 
-  from digitrec_jax import create_train_state, restore_params
+  from digitrec_jax import create_train_state, load_variables
   from digitrec_jax.checkpoint import RunCheckpoints
   from digitrec_jax.config import PRESETS
   config = PRESETS['default']
   state = create_train_state(config)
   abstract = jax.eval_shape(lambda: create_train_state(config))
-  sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
   saves, restores, params_restores = [], [], []
   with tempfile.TemporaryDirectory() as tmp:
     ckpts = RunCheckpoints(Path(tmp) / 'run', keep=repeats + 1)
     for step in range(1, repeats + 1):
       t0 = time.perf_counter()
-      ckpts.save_state(step, state, config)
+      ckpts.state.save(step, {'state': state}, {'config': config.to_dict()})
       saves.append(time.perf_counter() - t0)
       t0 = time.perf_counter()
-      jax.block_until_ready(ckpts.restore_state(step, abstract, sharding))
+      jax.block_until_ready(ckpts.state.restore(step, 'state', abstract))
       restores.append(time.perf_counter() - t0)
     ckpts.close()
     for _ in range(repeats):
       t0 = time.perf_counter()
-      jax.block_until_ready(restore_params(Path(tmp) / 'run'))
+      jax.block_until_ready(load_variables(Path(tmp) / 'run')[0])
       params_restores.append(time.perf_counter() - t0)
   return {'save_state_ms': round(1e3 * float(np.median(saves)), 1),
           'restore_state_ms': round(1e3 * float(np.median(restores)), 1),
@@ -130,7 +129,7 @@ def render_table(results: dict) -> str:
   lines += [
       f'| checkpoint save / restore, default train state ({ck["state_megabytes"]} MB) '
       f'| {ck["save_state_ms"]:.0f} / {ck["restore_state_ms"]:.0f} ms | |',
-      f'| `restore_params` (inference load) | {ck["restore_params_ms"]:.0f} ms | |',
+      f'| `load_variables` (inference load) | {ck["restore_params_ms"]:.0f} ms | |',
       f'| canvas robustness: {cv["count"]:,} test digits drawn on a 280x280 canvas, shipped model, '
       f'through `preprocess_drawing` | {cv["preprocess_accuracy"]:.2%} | ≥ 99.3% |',
       f'| same, naive whole-canvas resize to 28x28 | {cv["naive_resize_accuracy"]:.2%} | |',

@@ -13,7 +13,6 @@ array: a damaged, edited or mismatched checkpoint is refused up front, so no rea
 
 from __future__ import annotations
 
-import ast
 import errno
 import hashlib
 import json
@@ -132,21 +131,16 @@ def _key_name(key: Any) -> str:
 
 
 def _check_shapes(item_dir: Path, abstract: Any) -> None:
-  """Compares the array tree in Orbax's `_METADATA` with `abstract` (paths and shapes)."""
-  meta_path = item_dir / '_METADATA'
-  if not meta_path.is_file():
+  """Compares the arrays that Orbax's metadata lists (paths and global shapes) with `abstract`."""
+  if not (item_dir / '_METADATA').is_file():
     raise CheckpointError(f'checkpoint {item_dir.parent} is damaged: {item_dir.name}/_METADATA is missing')
-  meta = read_json_file(meta_path)
-  stored = {}
   try:
-    for key, value in meta['tree_metadata'].items():
-      if value['value_metadata'].get('skip_deserialize'):  # An empty container or None: no array.
-        continue
-      stored[tuple(str(k) for k in ast.literal_eval(key))] = tuple(value['value_metadata']['write_shape'])
-  except (KeyError, TypeError, ValueError, SyntaxError) as e:
-    raise CheckpointError(f'{meta_path} is not Orbax tree metadata ({type(e).__name__})') from e
-  leaves = jax.tree_util.tree_flatten_with_path(abstract)[0]
-  wanted = {tuple(_key_name(k) for k in path): tuple(leaf.shape) for path, leaf in leaves}
+    metadata = ocp.StandardCheckpointHandler().metadata(item_dir)
+  except (OSError, ValueError, KeyError) as e:
+    raise CheckpointError(f'cannot read the metadata of checkpoint {item_dir.parent} ({type(e).__name__})') from e
+  named = lambda tree: {tuple(_key_name(k) for k in path): tuple(leaf.shape)
+                        for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0] if hasattr(leaf, 'shape')}
+  stored, wanted = named(metadata), named(abstract)
   for path in sorted(set(stored) | set(wanted)):
     name = '/'.join(path)
     if path not in stored:
@@ -223,11 +217,15 @@ def is_params_only(directory: Path) -> bool:
   return (directory / BEST).is_dir() and not (directory / STATE).exists()
 
 
-def _inside_a_checkpoint(workdir: Path) -> Path | None:
-  """The params-only checkpoint or step folder that `workdir` is, or lies in, if any."""
-  for folder in (workdir, *workdir.parents):
-    if is_params_only(folder) or (folder / '_CHECKPOINT_METADATA').is_file():
-      return folder
+def _inside_a_checkpoint(workdir: Path) -> str | None:
+  """What `workdir` is, or lies in, that training must not write into: a params-only checkpoint or a step."""
+  folders = (workdir, *workdir.parents)
+  for folder in folders:
+    if is_params_only(folder):
+      return f'the params-only (shipped or exported) checkpoint {folder}'
+  for folder in folders:
+    if (folder / '_CHECKPOINT_METADATA').is_file():
+      return f'the checkpoint step {folder}'
   return None
 
 
@@ -270,7 +268,7 @@ class RunCheckpoints:
       raise CheckpointError(f'run dir {self.workdir} is a file')
     inside = _inside_a_checkpoint(self.workdir)
     if inside is not None:
-      raise CheckpointError(f'{self.workdir} is inside the params-only (shipped or exported) checkpoint {inside}')
+      raise CheckpointError(f'{self.workdir} is inside {inside}')
     try:
       self.workdir.mkdir(parents=True, exist_ok=True)
     except OSError as e:

@@ -162,26 +162,27 @@ def plot_training_curves(metrics_path: Path, path: Path) -> None:
   plt.close(fig)
 
 
+def build_parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(prog='digitrec-evaluate', description=__doc__.split('\n')[0])
+  parser.add_argument('--checkpoint', default=None, help='run dir (default: the shipped model)')
+  parser.add_argument('--data-dir', default=None,
+                      help='folder with the MNIST .gz files (default: $DIGITREC_DATA_DIR, else download)')
+  # Never a folder of the project: regenerating the README's figures is an explicit `--out docs`.
+  parser.add_argument('--out', default='evaluation',
+                      help='folder for the PNGs and evaluation.json (default: ./evaluation)')
+  return parser
+
+
 def main(argv: list[str] | None = None) -> int:
   from digitrec_jax.checkpoint import CheckpointError, write_json
   from digitrec_jax.data import DataError, load_mnist
   from digitrec_jax.predict import CHECKPOINT_FIX, load_predictor
 
-  parser = argparse.ArgumentParser(prog='digitrec-evaluate', description=__doc__.split('\n')[0])
-  parser.add_argument('--checkpoint', default=None, help='run dir (default: the shipped model)')
-  parser.add_argument('--data-dir', default=None,
-                      help='folder with the MNIST .gz files (default: $DIGITREC_DATA_DIR, else download)')
-  parser.add_argument('--out', default='evaluation',
-                      help='folder for the PNGs and evaluation.json (default: ./evaluation)')
-  args = parser.parse_args(argv)
+  args = build_parser().parse_args(argv)
   out = Path(args.out)
-  try:
-    out.mkdir(parents=True, exist_ok=True)
-  except FileExistsError:
-    parser.error(f'--out {out} is a file; pass a folder')
-  except OSError as e:
-    print(f'error: cannot create {out} ({e.strerror}); pass another --out', file=sys.stderr)
-    return 1
+  if out.exists() and not out.is_dir():
+    print(f'error: --out {out} is a file; pass a folder', file=sys.stderr)
+    return 2
   try:
     predictor = load_predictor(args.checkpoint)
   except CheckpointError as e:
@@ -191,6 +192,11 @@ def main(argv: list[str] | None = None) -> int:
     images, labels = load_mnist('test', args.data_dir)
   except DataError as e:
     print(f'error: {e}', file=sys.stderr)
+    return 1
+  try:
+    out.mkdir(parents=True, exist_ok=True)
+  except OSError as e:
+    print(f'error: cannot create {out} ({e.strerror}); pass another --out', file=sys.stderr)
     return 1
   probs = predict_all(predictor, images)
   r = report(labels, probs)

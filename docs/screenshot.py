@@ -10,11 +10,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+
 
 import tkinter as tk  # noqa: E402
 
-import gui  # noqa: E402
+from digitrec_jax import gui  # noqa: E402
 from digitrec_jax import load_predictor  # noqa: E402
 
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks import kernels, run
+from digitrec_jax.config import PRESETS
 
-from benchmarks import kernels, run  # noqa: E402
-from digitrec_jax.config import PRESETS  # noqa: E402
+pytestmark = pytest.mark.slow
 
 
 def test_quick_suite_writes_every_figure(real_data_dir, tmp_path, monkeypatch, capsys):

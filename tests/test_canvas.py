@@ -5,10 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks import canvas  # noqa: E402
-from digitrec_jax import preprocess_drawing  # noqa: E402
+from benchmarks import canvas
+from digitrec_jax import preprocess_drawing
 
 
 def _digit():

@@ -19,6 +19,8 @@ from helpers import TINY_MODEL, write_fake_mnist
 from digitrec_jax import CheckpointError, TrainConfig, create_train_state
 from digitrec_jax.checkpoint import STATE, Checkpoints, RunCheckpoints
 
+pytestmark = pytest.mark.slow
+
 HARNESS = Path(__file__).resolve().parent / 'crash_harness.py'
 ARGS = ['--steps', '16', '--batch-size', '32', '--eval-every', '4', '--seed', '7']
 

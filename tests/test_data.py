@@ -105,6 +105,7 @@ def test_tensorflow_is_not_installed_in_ci():
   assert importlib.util.find_spec('tensorflow') is None
 
 
+@pytest.mark.slow
 def test_real_mnist_files(real_data_dir):
   train_images, train_labels = load_mnist('train', real_data_dir)
   test_images, test_labels = load_mnist('test', real_data_dir)

@@ -1,9 +1,12 @@
 """The README's quick start on the real MNIST files: train 300 steps, then resume to 400."""
 
+import pytest
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -39,10 +39,10 @@ def _is_png(path):
   return path.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
 
 
-def test_main_reports_and_writes_the_figures(tiny_config, tmp_path, capsys):
-  train_and_evaluate(tiny_config, tmp_path / 'run', progress=False)
-  out = tmp_path / 'docs'
-  assert evaluate.main(['--checkpoint', str(tmp_path / 'run'), '--data-dir', tiny_config.data_dir,
+def test_main_reports_and_writes_the_figures(tiny_config, run_options, tmp_path, capsys):
+  train_and_evaluate(tiny_config, tmp_path / 'run', **run_options)
+  out = tmp_path / 'report'
+  assert evaluate.main(['--checkpoint', str(tmp_path / 'run'), '--data-dir', run_options['data_dir'],
                         '--out', str(out)]) == 0
   printed = capsys.readouterr()
   saved = json.loads((out / 'evaluation.json').read_text())
@@ -64,6 +64,11 @@ def test_main_bad_inputs(tmp_path, capsys):
   err = capsys.readouterr().err
   assert err.startswith(f'error: checkpoint dir {tmp_path / "nope"} does not exist;') and err.count('\n') == 1
   assert not (tmp_path / 'o').exists()
+
+
+def test_default_out_is_a_folder_of_the_current_directory():
+  parser_default = [a.default for a in evaluate.build_parser()._actions if a.dest == 'out'][0]
+  assert parser_default == 'evaluation'
 
 
 def test_training_curves_need_metrics(tmp_path):

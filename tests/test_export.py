@@ -2,11 +2,16 @@ import json
 import subprocess
 import sys
 
+import os
+
+import jax
 import numpy as np
+import pytest
+from helpers import tiny_predictor
 
 from digitrec_jax import load_model, load_predictor
 from digitrec_jax import export as export_lib
-from digitrec_jax.predict import input_saliency
+from digitrec_jax.predict import CHECKPOINT_FIX, input_saliency
 
 _SERVE = r'''
 import sys, jax, numpy as np
@@ -17,6 +22,16 @@ assert 'flax' not in sys.modules and 'digitrec_jax' not in sys.modules and 'opta
 '''
 
 
+def test_export_of_a_tiny_model_matches_its_predictor():
+  predictor = tiny_predictor(seed=3)
+  exported = export_lib.export_predict(predictor.variables, predictor.apply_fn, platforms=('cpu',))
+  images = np.random.default_rng(2).random((5, 28, 28, 1), np.float32)
+  np.testing.assert_allclose(np.asarray(exported.call(images)), predictor.predict_proba(images), atol=1e-6)
+  restored = jax.export.deserialize(exported.serialize())
+  np.testing.assert_allclose(np.asarray(restored.call(images[:2])), predictor.predict_proba(images[:2]), atol=1e-6)
+
+
+@pytest.mark.slow
 def test_cli_artifact_round_trips_in_a_process_without_flax(tmp_path, capsys):
   out = tmp_path / 'model.jax'
   assert export_lib.main(['--out', str(out)]) == 0
@@ -33,14 +48,34 @@ def test_cli_artifact_round_trips_in_a_process_without_flax(tmp_path, capsys):
   np.testing.assert_allclose(np.load(tmp_path / 'y.npy'), load_predictor().predict_proba(images), atol=1e-6)
 
 
-def test_cli_bad_checkpoint_and_directory_out(tmp_path, capsys):
+def test_cli_refuses_to_overwrite_and_to_write_over_non_files(tmp_path, capsys):
   assert export_lib.main(['--out', str(tmp_path)]) == 1
-  assert capsys.readouterr().err == f'error: --out {tmp_path} is a directory; give a file name\n'
+  assert capsys.readouterr().err == f'error: {tmp_path} exists and is not a regular file; choose another --out\n'
+  (tmp_path / 'm.json').write_text('keep')
+  (tmp_path / 'm').write_text('keep too')
+  assert export_lib.main(['--out', str(tmp_path / 'm')]) == 1
+  assert capsys.readouterr().err == f'error: {tmp_path}/m exists; pass --force to replace it, or choose another --out\n'
+  assert (tmp_path / 'm.json').read_text() == 'keep' and (tmp_path / 'm').read_text() == 'keep too'
+  os.mkfifo(tmp_path / 'fifo')
+  assert export_lib.main(['--out', str(tmp_path / 'fifo'), '--force']) == 1
+  assert 'fifo exists and is not a regular file' in capsys.readouterr().err
+  assert export_lib.main(['--out', str(tmp_path / 'no' / 'm')]) == 1
+  assert capsys.readouterr().err == f'error: folder {tmp_path}/no does not exist; create it or choose another --out\n'
   assert export_lib.main(['--checkpoint', str(tmp_path / 'nope'), '--out', str(tmp_path / 'm.jax')]) == 1
-  assert 'does not exist; train one with' in capsys.readouterr().err
+  assert capsys.readouterr().err == f'error: checkpoint dir {tmp_path}/nope does not exist; {CHECKPOINT_FIX}\n'
   assert not (tmp_path / 'm.jax').exists()
 
 
+@pytest.mark.slow
+def test_force_replaces_an_existing_artifact_whole(tmp_path, capsys):
+  (tmp_path / 'm').write_text('old')
+  (tmp_path / 'm.json').write_text('old')
+  assert export_lib.main(['--out', str(tmp_path / 'm'), '--force']) == 0
+  assert (tmp_path / 'm').stat().st_size > 1000 and json.loads((tmp_path / 'm.json').read_text())['step'] > 0
+  assert sorted(p.name for p in tmp_path.iterdir()) == ['m', 'm.json']  # No temporary files left.
+
+
+@pytest.mark.slow
 def test_load_model_is_pure_and_matches_the_predictor():
   apply_fn, params = load_model()
   images = np.random.default_rng(1).random((4, 28, 28, 1), np.float32)
@@ -52,9 +87,10 @@ def test_load_model_is_pure_and_matches_the_predictor():
 
 
 def test_saliency_shape_and_finiteness():
-  apply_fn, params = load_model()
+  predictor = tiny_predictor()
+  apply_fn, params = predictor.apply_fn, predictor.variables
   image = np.zeros((28, 28, 1), np.float32)
   image[5:23, 13:15] = 1.0
   saliency = np.asarray(input_saliency(apply_fn, params, image))
   assert saliency.shape == (28, 28) and np.all(np.isfinite(saliency)) and np.abs(saliency).max() > 0
-  np.testing.assert_allclose(load_predictor().saliency(image), saliency, rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(predictor.saliency(image), saliency, rtol=1e-4, atol=1e-6)

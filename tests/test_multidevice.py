@@ -16,6 +16,8 @@ sys.path.insert(0, sys.argv[1])
 from helpers import TINY_MODEL, synthetic_digits
 from digitrec_jax import CNN, TrainConfig, create_train_state, make_apply_fn, training
 import dataclasses
+
+pytestmark = pytest.mark.slow
 config = TrainConfig(steps=8, batch_size=32, warmup_steps=2,
                      model=dataclasses.replace(TINY_MODEL, batch_norm=sys.argv[2] == 'bn'))
 mesh = Mesh(np.array(jax.devices()), ('data',))

@@ -1,10 +1,13 @@
 """Runs the README's "Reusing the model" examples, so they cannot rot."""
 
+import pytest
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,16 +1,21 @@
 """The shipped checkpoint: what `git clone` gives, loaded the way the GUI loads it."""
 
-import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
+import pytest
 
 from digitrec_jax import TrainConfig, load_mnist, load_predictor
 from digitrec_jax.config import PRESETS
 from digitrec_jax.evaluate import predict_all
-from digitrec_jax.predict import PRETRAINED_DIR
+from digitrec_jax.predict import pretrained_dir
+
+PRETRAINED_DIR = pretrained_dir()
+ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_shipped_checkpoint_reaches_99_65_percent_on_the_real_test_set(real_data_dir):
   predictor = load_predictor()  # no argument: the GUI's default path
   assert predictor.info['path'].startswith(str(PRETRAINED_DIR / 'best'))
@@ -24,8 +29,7 @@ def test_shipped_checkpoint_reaches_99_65_percent_on_the_real_test_set(real_data
 def test_shipped_checkpoint_is_the_best_preset_params_only_and_small():
   summary = json.loads((PRETRAINED_DIR / 'summary.json').read_text())
   config = TrainConfig.from_dict(summary['config'])
-  assert config.data_dir is None  # nothing of the machine it was trained on
-  assert dataclasses.replace(config, data_dir=None) == PRESETS['best']
+  assert config == PRESETS['best']
   assert summary['command'].startswith('python train.py --preset best')
   assert sorted(p.name for p in PRETRAINED_DIR.iterdir()) == ['best', 'metrics.jsonl', 'summary.json']
   size = sum(p.stat().st_size for p in PRETRAINED_DIR.rglob('*') if p.is_file())
@@ -33,4 +37,11 @@ def test_shipped_checkpoint_is_the_best_preset_params_only_and_small():
   rows = [json.loads(line) for line in (PRETRAINED_DIR / 'metrics.jsonl').read_text().splitlines()]
   assert rows[-1]['step'] == config.steps
   # Batch-norm statistics ship with the weights.
-  assert config.model.batch_norm and 'batch_stats' in load_predictor().params
+  variables = load_predictor().variables
+  assert config.model.batch_norm and sorted(variables['batch_stats']) == ['BatchNorm_0', 'BatchNorm_1',
+                                                                          'BatchNorm_2', 'BatchNorm_3', 'BatchNorm_4']
+
+
+def test_the_package_data_is_the_repository_checkpoint():
+  # In a source checkout digitrec_jax/pretrained links to checkpoints/pretrained, the source of truth.
+  assert PRETRAINED_DIR.resolve() == (ROOT / 'checkpoints' / 'pretrained').resolve()
