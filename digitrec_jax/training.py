@@ -347,10 +347,11 @@ def _init_or_restore(run: _Run, resume: bool) -> TrainState | None:
   start = run.checkpoints.state.latest_step()
   replicated = NamedSharding(run.mesh, P())
   if start is None:
-    stray = [name for name in ('summary.json', 'metrics.jsonl') if (workdir / name).exists()]
-    if stray:
-      raise RunDirError(f'{workdir} holds {" and ".join(stray)} but no checkpoint to resume from; '
-                        'start a new run dir, or delete them')
+    if (workdir / 'summary.json').exists():
+      raise RunDirError(f'{workdir} holds summary.json but no checkpoint to resume from; start a new run dir, '
+                        'or delete it')
+    # Rows of a run killed before its first checkpoint: those steps are trained again.
+    run.log.truncate_after(0)
     return jax.device_put(create_train_state(config), replicated)
   if not resume:
     raise RunDirError(f'{workdir} already holds checkpoints up to step {start}; start a new run dir, or resume')

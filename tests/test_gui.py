@@ -126,7 +126,7 @@ def test_single_dot_does_not_crash(app):
 
 def test_status_line_describes_the_checkpoint(app, predictor):
   step = predictor.info['step']
-  assert app.status_var.get().startswith(f'{predictor.info["path"]} · step {step} · test accuracy 99.')
+  assert f'pretrained/best/{step} · step {step} · test accuracy 99.' in app.status_var.get()
   assert app.status_var.get().endswith(' · cpu')
 
 

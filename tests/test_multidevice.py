@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.slow
+
 _SCRIPT = r'''
 import json, sys
 import jax, jax.numpy as jnp, numpy as np
@@ -17,7 +19,6 @@ from helpers import TINY_MODEL, synthetic_digits
 from digitrec_jax import CNN, TrainConfig, create_train_state, make_apply_fn, training
 import dataclasses
 
-pytestmark = pytest.mark.slow
 config = TrainConfig(steps=8, batch_size=32, warmup_steps=2,
                      model=dataclasses.replace(TINY_MODEL, batch_norm=sys.argv[2] == 'bn'))
 mesh = Mesh(np.array(jax.devices()), ('data',))

@@ -164,7 +164,8 @@ def test_metrics_log_drops_a_torn_last_line_and_keeps_rows_up_to_the_step(tmp_pa
 def test_a_fresh_run_refuses_a_dir_with_results_but_no_checkpoint(tiny_config, run_options, tmp_path):
   (tmp_path / 'run').mkdir()
   (tmp_path / 'run' / 'summary.json').write_text('{"keep": true}')
-  with pytest.raises(training.RunDirError, match='holds summary.json but no checkpoint to resume from'):
+  with pytest.raises(training.RunDirError, match='holds summary.json but no checkpoint to resume from; start a new '
+                                                 'run dir, or delete it$'):
     train_and_evaluate(tiny_config, tmp_path / 'run', **run_options)
   assert (tmp_path / 'run' / 'summary.json').read_text() == '{"keep": true}'
 
