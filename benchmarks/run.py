@@ -2,7 +2,9 @@
 
 Measures training throughput and compile time (default, fast and best presets), process-start-to-
 result time of `train.py --preset fast` over seeds, predict latency, GUI start-up, checkpoint save and
-restore, peak RSS, and the canvas robustness of the shipped model (benchmarks/canvas.py). Writes benchmarks/results.json and regenerates the README's performance
+restore, peak RSS, the canvas robustness of the shipped model (benchmarks/canvas.py), its accuracy on
+writer styles (benchmarks/styles.py) and its rejection of non-digits (benchmarks/rejection.py). Writes
+benchmarks/results.json and regenerates the README's performance
 table from it. --quick runs a few of each into a temporary file instead, as a smoke test (CI).
 """
 
@@ -133,6 +135,20 @@ def render_table(results: dict) -> str:
       f'| canvas robustness: {cv["count"]:,} test digits drawn on a 280x280 canvas, shipped model, '
       f'through `preprocess_drawing` | {cv["preprocess_accuracy"]:.2%} | ≥ 99.3% |',
       f'| same, naive whole-canvas resize to 28x28 | {cv["naive_resize_accuracy"]:.2%} | |',
+  ]
+  for form, r in results.get('styles', {}).get('forms', {}).items():
+    lines.append(f'| writer styles (`benchmarks.styles`): {form.replace("_", " ")}, {r["count"]:,} test digits '
+                 f'| {r["accuracy"]:.2%} ({r["named_correctly"]:.2%} named correctly) | |')
+  rj = results.get('rejection')
+  if rj:
+    lines += [
+        f'| not a digit (`benchmarks.rejection`): held-out shapes and fonts rejected ({rj["held_out_count"]:,}) '
+        f'| {rj["held_out_rejected"]:.2%} | |',
+        f'| same: training kinds of non-digits, unseen seed, rejected | {rj["new_seed_rejected"]:.2%} | |',
+        f'| same: MNIST test named correctly, "not a digit" counted as an error | '
+        f'{rj["mnist_test_named_correctly"]:.2%} | ≥ 99.5% |',
+    ]
+  lines += [
       '',
       f'Measured by `{results["command"]}` on {hw["cpu"]} ({hw["device"]}), jax {hw["jax"]}, '
       f'jaxlib {hw["jaxlib"]}.',
@@ -153,12 +169,12 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument('--data-dir', default=os.environ.get('DIGITREC_DATA_DIR'))
   parser.add_argument('--out', default=None, help='results file (default: benchmarks/results.json)')
   parser.add_argument('--only', default=None, help='comma-separated sections to re-measure, keeping the others '
-                      'from the results file: train, fast_preset, gui, checkpoint, canvas')
+                      'from the results file: train, fast_preset, gui, checkpoint, canvas, styles, rejection')
   args = parser.parse_args(argv)
   if not args.data_dir:
     parser.error('pass --data-dir or set DIGITREC_DATA_DIR to the MNIST folder')
   sys.path.insert(0, str(ROOT))
-  from benchmarks import canvas, gui_latency
+  from benchmarks import canvas, gui_latency, rejection, styles
   quick = args.quick
   sections = {
       'train': lambda: {p: throughput(p, chunks=1 if quick else 20) for p in ('default', 'fast', 'best')},
@@ -169,6 +185,9 @@ def main(argv: list[str] | None = None) -> int:
       'checkpoint': lambda: checkpoint_times(2 if quick else 10),
       'canvas': lambda: canvas.measure(args.data_dir, limit=100 if quick else None,
                                        figure=None if quick else ROOT / 'docs' / 'canvas_robustness.png'),
+      'styles': lambda: styles.measure(args.data_dir, limit=20 if quick else None),
+      'rejection': lambda: rejection.measure(args.data_dir, limit=100 if quick else None,
+                                             figure=None if quick else ROOT / 'docs' / 'rejection_curve.png'),
   }
   only = args.only.split(',') if args.only else list(sections)
   unknown = sorted(set(only) - set(sections))

@@ -1,26 +1,29 @@
-"""digitrec_jax: handwritten-digit recognition with a pure JAX/Flax model."""
+"""digitrec_jax: handwritten-digit recognition with a pure JAX/Flax model.
 
-from digitrec_jax.checkpoint import CheckpointError
-from digitrec_jax.config import ModelConfig, TrainConfig
-from digitrec_jax.data import DataError, load_mnist
-from digitrec_jax.model import CNN, IMAGE_SHAPE, NUM_CLASSES, make_apply_fn
-from digitrec_jax.preprocess import EmptyDrawingError, preprocess_drawing, render_strokes
-from digitrec_jax.training import TrainState, create_train_state, train_and_evaluate, train_step
+Every name is imported on first use, so `import digitrec_jax` and the command-line entry points start
+without loading JAX: a Ctrl-C during the heavy imports then reaches the command's own handler.
+"""
 
-__all__ = [
-    'CNN', 'IMAGE_SHAPE', 'NUM_CLASSES', 'CheckpointError', 'DataError', 'EmptyDrawingError', 'ModelConfig',
-    'Predictor', 'TrainConfig', 'TrainState', 'create_train_state', 'input_saliency', 'load_mnist', 'load_model',
-    'load_predictor', 'load_variables', 'make_apply_fn', 'preprocess_drawing', 'render_strokes',
-    'train_and_evaluate', 'train_step',
-]
-
-# Imported on first use, so that `python -m digitrec_jax.predict` does not find its own module
-# already imported by the package.
-_LAZY = {'Predictor', 'input_saliency', 'load_model', 'load_predictor', 'load_variables'}
+_EXPORTS = {
+    'CheckpointError': 'checkpoint',
+    'ModelConfig': 'config', 'TrainConfig': 'config',
+    'DataError': 'data', 'load_mnist': 'data',
+    'CNN': 'model', 'IMAGE_SHAPE': 'model', 'NOT_A_DIGIT': 'model', 'NUM_CLASSES': 'model', 'make_apply_fn': 'model',
+    'EmptyDrawingError': 'preprocess', 'preprocess_drawing': 'preprocess', 'render_strokes': 'preprocess',
+    'TrainState': 'training', 'create_train_state': 'training', 'train_and_evaluate': 'training',
+    'train_step': 'training',
+    'Prediction': 'predict', 'Predictor': 'predict', 'input_saliency': 'predict', 'load_model': 'predict',
+    'load_predictor': 'predict', 'load_variables': 'predict',
+}
+__all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name):
-  if name in _LAZY:
-    from digitrec_jax import predict
-    return getattr(predict, name)
+  if name in _EXPORTS:
+    import importlib
+    return getattr(importlib.import_module(f'digitrec_jax.{_EXPORTS[name]}'), name)
   raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+
+
+def __dir__():
+  return sorted(set(globals()) | set(_EXPORTS))

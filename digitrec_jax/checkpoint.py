@@ -2,7 +2,8 @@
 
 A run directory holds:
   state/<step>/  items 'state' (the full train state, for resume) and 'config'
-  best/<step>/   items 'variables' (for inference), 'config' and 'metrics'
+  best/<step>/   items 'variables' (for inference), 'config', 'metrics' and 'calibration' (temperature and
+                 "not a digit" threshold, fitted on the validation split)
   summary.json, metrics.jsonl  written by training
 A shipped, params-only checkpoint is a run directory with `best/` alone.
 
@@ -25,8 +26,8 @@ import jax
 import orbax.checkpoint as ocp
 
 STATE, BEST = 'state', 'best'
-_ITEMS = {STATE: ('state', 'config'), BEST: ('variables', 'config', 'metrics')}
-_JSON_ITEMS = ('config', 'metrics')
+_ITEMS = {STATE: ('state', 'config'), BEST: ('variables', 'config', 'metrics', 'calibration')}
+_JSON_ITEMS = ('config', 'metrics', 'calibration')
 FILES_JSON = 'files.json'
 # JSON written by this package is a few KiB; the cap keeps a hand-edited file from filling memory.
 MAX_JSON_BYTES = 1 << 20

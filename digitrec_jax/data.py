@@ -150,3 +150,22 @@ def make_eval_batches(images: np.ndarray, labels: np.ndarray, batch_size: int) -
   return {'image': images.reshape(num_batches, batch_size, *images.shape[1:]),
           'label': labels.reshape(num_batches, batch_size),
           'mask': mask.reshape(num_batches, batch_size)}
+
+
+# The validation split: a fixed random `val_size` of the 60k training images, the same in every run.
+VALIDATION_SEED = 20240601
+
+
+def split_validation(images: np.ndarray, labels: np.ndarray,
+                     val_size: int) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+  """((train images, labels), (val images, labels)): `val_size` examples chosen by VALIDATION_SEED.
+
+  The choice depends only on the number of examples and `val_size`, so every run, seed and machine
+  holds out the same digits; both parts keep the original order.
+  """
+  n = len(labels)
+  if not 0 < val_size < n:
+    raise ValueError(f'val_size must be between 1 and {n - 1} for {n:,} training images, got {val_size}')
+  held = np.zeros(n, bool)
+  held[np.random.default_rng(VALIDATION_SEED).permutation(n)[:val_size]] = True
+  return (images[~held], labels[~held]), (images[held], labels[held])

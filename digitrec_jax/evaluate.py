@@ -1,8 +1,9 @@
 """Evaluation report of a checkpoint on the MNIST test set: `python -m digitrec_jax.evaluate`.
 
-Prints the accuracy with its 95% interval, per-class accuracy and the confusion matrix, and writes
-to --out (default: ./evaluation): confusion_matrix.png, misclassified.png, training_curves.png (from
-the run's metrics.jsonl) and evaluation.json.
+Prints the accuracy with its 95% interval, the expected calibration error (ECE), the share named
+correctly when "not a digit" counts as an error, per-class accuracy and the confusion matrix, and
+writes to --out (default: ./evaluation): confusion_matrix.png, misclassified.png, reliability.png,
+training_curves.png (from the run's metrics.jsonl) and evaluation.json.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from digitrec_jax import calibration
 from digitrec_jax.data import EVAL_BATCH_SIZE, make_eval_batches
-from digitrec_jax.model import NUM_CLASSES
+from digitrec_jax.model import NOT_A_DIGIT, NUM_CLASSES
 
 
 def wilson_interval(correct: int, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -38,31 +40,44 @@ def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: i
   return cm
 
 
-def predict_all(predictor, images: np.ndarray) -> np.ndarray:
-  """Probabilities [N, 10] for images [N, 28, 28, 1] (uint8, or float in [0, 1] as `preprocess_drawing`
-  gives), in fixed-size batches (one compilation)."""
+def predict_all(predictor, images: np.ndarray):
+  """`predictor.classify` of images [N, 28, 28, 1] (uint8, or float in [0, 1] as `preprocess_drawing`
+  gives), in fixed-size batches (one compilation): a Prediction of N rows."""
   n = images.shape[0]
   if images.dtype == np.uint8:
     images = images.astype(np.float32) / 255.0
   batches = make_eval_batches(images, np.zeros(n, np.int32), EVAL_BATCH_SIZE)['image']
-  return np.concatenate([predictor.predict_proba(b) for b in batches])[:n]
+  parts = [predictor.classify(b) for b in batches]
+  return type(parts[0])(*(np.concatenate(column)[:n] for column in zip(*parts)))
 
 
-def report(labels: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
-  """Accuracy, its 95% Wilson interval, per-class accuracy and the confusion matrix."""
+def report(labels: np.ndarray, probs: np.ndarray, digits: np.ndarray | None = None) -> dict[str, Any]:
+  """Accuracy (best of the ten digits), its 95% Wilson interval, the ECE, per-class accuracy and the
+  confusion matrix; with the predictor's decisions `digits`, also the share named correctly when
+  "not a digit" counts as an error."""
   predictions = probs.argmax(-1)
   cm = confusion_matrix(labels, predictions)
   n, correct = int(labels.shape[0]), int(np.trace(cm))
   low, high = wilson_interval(correct, n)
   per_class = (np.diag(cm) / np.maximum(cm.sum(1), 1)).tolist()
-  return {'count': n, 'correct': correct, 'accuracy': correct / n, 'accuracy_95ci': [low, high],
-          'per_class_accuracy': per_class, 'confusion_matrix': cm.tolist()}
+  r = {'count': n, 'correct': correct, 'accuracy': correct / n, 'accuracy_95ci': [low, high],
+       'ece': calibration.expected_calibration_error(probs, labels),
+       'mean_confidence': float(probs.max(-1).mean()),
+       'per_class_accuracy': per_class, 'confusion_matrix': cm.tolist()}
+  if digits is not None:
+    r['rejected'] = float(np.mean(digits == NOT_A_DIGIT))
+    r['named_correctly'] = float(np.mean(digits == labels))
+  return r
 
 
 def format_report(r: dict[str, Any], where: str) -> str:
   lines = [where, f'test accuracy {r["accuracy"]:.2%} ({r["correct"]:,} of {r["count"]:,}), '
            f'95% interval {r["accuracy_95ci"][0]:.2%} to {r["accuracy_95ci"][1]:.2%}',
-           'per class: ' + '  '.join(f'{k} {a:.2%}' for k, a in enumerate(r['per_class_accuracy'])),
+           f'calibration: ECE {r["ece"]:.2%} ({calibration.ECE_BINS} bins), mean confidence {r["mean_confidence"]:.2%}']
+  if 'rejected' in r:
+    lines.append(f'named correctly {r["named_correctly"]:.2%} with "not a digit" counted as an error; '
+                 f'{r["rejected"]:.2%} called not a digit')
+  lines += ['per class: ' + '  '.join(f'{k} {a:.2%}' for k, a in enumerate(r['per_class_accuracy'])),
            'confusion matrix (rows true, columns predicted):',
            '      ' + ''.join(f'{k:>6}' for k in range(NUM_CLASSES))]
   lines += [f'{k:>6}' + ''.join(f'{v:>6}' for v in row) for k, row in enumerate(r['confusion_matrix'])]
@@ -122,6 +137,31 @@ def plot_misclassified(images: np.ndarray, labels: np.ndarray, probs: np.ndarray
   return len(wrong)
 
 
+def plot_reliability(probs: np.ndarray, labels: np.ndarray, path: Path, title: str) -> None:
+  """The reliability diagram: accuracy against confidence per bin, with the bins' share of examples."""
+  plt = _pyplot()
+  r = calibration.reliability(probs, labels)
+  bins = len(r['count'])
+  edges = np.linspace(0, 1, bins + 1)
+  used = r['count'] > 0
+  fig, (ax, ax_n) = plt.subplots(2, 1, figsize=(5, 5.6), dpi=110, sharex=True,
+                                 gridspec_kw={'height_ratios': [3, 1]})
+  ax.plot([0, 1], [0, 1], '--', color='#999', lw=1, label='perfect calibration')
+  ax.bar(edges[:-1][used], r['accuracy'][used], width=1 / bins, align='edge', edgecolor='#246', color='#69c',
+         label='accuracy')
+  ax.plot(r['confidence'][used], r['accuracy'][used], 'o', color='#c33', ms=3, label='mean confidence')
+  ax.set_ylabel('accuracy')
+  ax.set_title(title, fontsize=10)
+  ax.legend(loc='upper left', fontsize=8)
+  ax_n.bar(edges[:-1], r['count'] / max(r['count'].sum(), 1), width=1 / bins, align='edge', color='#999')
+  ax_n.set_yscale('log')
+  ax_n.set_xlabel('confidence (top probability)')
+  ax_n.set_ylabel('share')
+  fig.tight_layout()
+  fig.savefig(path)
+  plt.close(fig)
+
+
 def read_metrics(path: Path) -> tuple[list[dict], list[dict]]:
   """(train rows, eval rows) of a metrics.jsonl written by training."""
   train, evals = [], []
@@ -147,9 +187,13 @@ def plot_training_curves(metrics_path: Path, path: Path) -> None:
     ax_loss.plot(steps[k - 1:], smooth(loss), label='train (augmented batches)', lw=1)
     ax_acc.plot(steps[k - 1:], 100 * (1 - smooth(acc)), label='train (augmented batches)', lw=1)
   if evals:
-    steps = [r['step'] for r in evals]
-    ax_loss.plot(steps, [r['test_loss'] for r in evals], 'o-', label='test', ms=3)
-    ax_acc.plot(steps, [100 * (1 - r['test_accuracy']) for r in evals], 'o-', label='test', ms=3)
+    for split in ('val', 'test'):
+      rows = [r for r in evals if f'{split}_loss' in r]
+      if rows:
+        label = 'validation (chooses the checkpoint)' if split == 'val' else 'test (reported only)'
+        ax_loss.plot([r['step'] for r in rows], [r[f'{split}_loss'] for r in rows], 'o-', label=label, ms=3)
+        ax_acc.plot([r['step'] for r in rows], [100 * (1 - r[f'{split}_accuracy']) for r in rows], 'o-',
+                    label=label, ms=3)
   ax_loss.set_ylabel('cross-entropy loss')
   ax_acc.set_ylabel('error rate (%)')
   for ax in (ax_loss, ax_acc):
@@ -198,13 +242,16 @@ def main(argv: list[str] | None = None) -> int:
   except OSError as e:
     print(f'error: cannot create {out} ({e.strerror}); pass another --out', file=sys.stderr)
     return 1
-  probs = predict_all(predictor, images)
-  r = report(labels, probs)
+  result = predict_all(predictor, images)
+  probs = result.probs
+  r = report(labels, probs, result.digits)
   print(format_report(r, f'{predictor.info["path"]} · step {predictor.info["step"]}'))
   plot_confusion_matrix(np.array(r['confusion_matrix']), out / 'confusion_matrix.png',
                         f'MNIST test: {r["accuracy"]:.2%} ({r["count"] - r["correct"]} errors)')
   plot_misclassified(images, labels, probs, out / 'misclassified.png')
-  written = ['confusion_matrix.png', 'misclassified.png']
+  plot_reliability(probs, labels, out / 'reliability.png',
+                   f'MNIST test: ECE {r["ece"]:.2%}, temperature {predictor.temperature:.3g}')
+  written = ['confusion_matrix.png', 'misclassified.png', 'reliability.png']
   metrics = Path(predictor.info['path']).parents[1] / 'metrics.jsonl'
   if metrics.is_file():
     plot_training_curves(metrics, out / 'training_curves.png')

@@ -1,11 +1,12 @@
 """Serialise the model for serving without this package: `digitrec-export --out FILE`.
 
-The artifact is a `jax.export` of `images [b, 28, 28, 1] float32 -> probabilities [b, 10]` with the
-variables baked in and a symbolic batch size `b`, lowered for CPU, CUDA and TPU. Loading needs jax
-alone:
+The artifact is a `jax.export` of `images [b, 28, 28, 1] float32 -> (digits [b] int32, probabilities
+[b, 10], digit scores [b])` with the variables, the temperature and the "not a digit" threshold baked
+in (the same rule as `Predictor.classify`; a digit of -1 means not a digit), and a symbolic batch size
+`b`, lowered for CPU, CUDA and TPU. Loading needs jax alone:
 
     exported = jax.export.deserialize(bytearray(open(FILE, 'rb').read()))
-    probabilities = exported.call(images)
+    digits, probabilities, digit_scores = exported.call(images)
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import jax.numpy as jnp
 from digitrec_jax import checkpoint as ckpt_lib
 from digitrec_jax import model as model_lib
 from digitrec_jax.checkpoint import CheckpointError
-from digitrec_jax.model import CNN, IMAGE_SHAPE, NUM_CLASSES, ApplyFn, Variables, make_apply_fn
+from digitrec_jax.model import CNN, IMAGE_SHAPE, NOT_A_DIGIT, NUM_CLASSES, ApplyFn, Variables, make_apply_fn
 from digitrec_jax.predict import CHECKPOINT_FIX, load_variables
 
 PLATFORMS = ('cpu', 'cuda', 'tpu')
@@ -33,10 +34,16 @@ class OutputError(ValueError):
   """The output path cannot be written without losing something; the message says why."""
 
 
-def export_predict(variables: Variables, apply_fn: ApplyFn,
+def export_predict(variables: Variables, apply_fn: ApplyFn, calibration: dict[str, Any] | None = None,
                    platforms: tuple[str, ...] = PLATFORMS) -> jax.export.Exported:
-  """jax.export of the jitted predict function for any batch size."""
-  predict = jax.jit(lambda images: model_lib.predict_proba(apply_fn, variables, images))
+  """jax.export of the jitted, calibrated classify function for any batch size."""
+  calibration = calibration or {'temperature': 1.0, 'threshold': 0.0}
+
+  def classify(images):
+    probs, scores = model_lib.calibrated(apply_fn(variables, images), calibration['temperature'])
+    return model_lib.decide(probs, scores, calibration['threshold']), probs, scores
+
+  predict = jax.jit(classify)
   batch, = jax.export.symbolic_shape('b')
   return jax.export.export(predict, platforms=platforms)(jax.ShapeDtypeStruct((batch, *IMAGE_SHAPE), jnp.float32))
 
@@ -68,11 +75,17 @@ def write_artifact(checkpoint_dir: str | Path | None, out: str | Path, *, force:
   if not out.parent.is_dir():
     raise OutputError(f'folder {out.parent} does not exist; create it or choose another --out')
   variables, config, info = load_variables(checkpoint_dir)
-  exported = export_predict(variables, make_apply_fn(CNN.from_config(config.model)))
+  exported = export_predict(variables, make_apply_fn(CNN.from_config(config.model)), info['calibration'])
   spec = {
       'input': {'shape': ['b', *IMAGE_SHAPE], 'dtype': 'float32',
                 'meaning': 'MNIST-format images in [0, 1], white digit on black (see preprocess_drawing)'},
-      'output': {'shape': ['b', NUM_CLASSES], 'dtype': 'float32', 'meaning': 'class probabilities'},
+      'output': [
+          {'name': 'digits', 'shape': ['b'], 'dtype': 'int32', 'meaning': f'the digit, or {NOT_A_DIGIT} for not a digit'},
+          {'name': 'probabilities', 'shape': ['b', NUM_CLASSES], 'dtype': 'float32',
+           'meaning': 'calibrated probabilities of the ten digits, given a digit'},
+          {'name': 'digit_scores', 'shape': ['b'], 'dtype': 'float32',
+           'meaning': 'the score behind the decision: below the threshold is not a digit'}],
+      'calibration': info['calibration'],
       'platforms': list(exported.platforms),
       'checkpoint': info['path'], 'step': info['step'], 'test_accuracy': info['test_accuracy'],
       'jax_version': jax.__version__, 'model': config.to_dict()['model'],

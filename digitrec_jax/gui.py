@@ -17,10 +17,13 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from digitrec_jax.model import NOT_A_DIGIT  # noqa: E402
 from digitrec_jax.preprocess import STROKE_WIDTH, EmptyDrawingError, preprocess_drawing, render_strokes  # noqa: E402
 
-# Below this top probability the window says it is unsure rather than naming a digit.
+# Below this calibrated top probability the window says it is unsure between digits.
 UNSURE_BELOW = 0.6
+NOT_A_DIGIT_TEXT = 'not a digit'
+_DIGIT_FONT, _REJECT_FONT = ('TkDefaultFont', 64, 'bold'), ('TkDefaultFont', 22, 'bold')
 MIN_CANVAS = 280
 PREVIEW_SCALE = 4
 DEBOUNCE_MS = 60
@@ -47,6 +50,7 @@ class DigitApp:
     self.root, self.predictor = root, predictor
     self.strokes: list[list[tuple[float, float]]] = []
     self.probabilities: np.ndarray | None = None
+    self.is_digit = False  # Whether the model names the drawing as a digit (the bars are greyed if not).
     self.model_input: np.ndarray | None = None
     self.saliency: np.ndarray | None = None
     self._pending = None
@@ -69,7 +73,8 @@ class DigitApp:
     panel.grid(row=0, column=1, sticky='n', padx=8, pady=8)
     self.digit_var = tk.StringVar(value='')
     self.message_var = tk.StringVar(value=EMPTY_TEXT)
-    tk.Label(panel, textvariable=self.digit_var, font=('TkDefaultFont', 64, 'bold'), width=2).pack()
+    self.digit_label = tk.Label(panel, textvariable=self.digit_var, font=_DIGIT_FONT, height=1)
+    self.digit_label.pack()
     tk.Label(panel, textvariable=self.message_var, font=('TkDefaultFont', 12)).pack(pady=(0, 8))
     self.bars = tk.Canvas(panel, width=260, height=10 * 20, highlightthickness=0)
     self.bars.pack()
@@ -163,16 +168,24 @@ class DigitApp:
       x = preprocess_drawing(render_strokes(self.strokes)) if self.strokes else None
     except EmptyDrawingError:
       x = None
+    self.digit_label.configure(font=_DIGIT_FONT)
     if x is None:
-      self.probabilities, self.model_input = None, None
+      self.probabilities, self.model_input, self.is_digit = None, None, False
       self.digit_var.set('')
       self.message_var.set(EMPTY_TEXT)
     else:
       self.model_input = x
-      self.probabilities = self.predictor.predict_proba(x[None])[0]
+      result = self.predictor.classify(x[None])
+      self.probabilities = result.probs[0]
+      self.is_digit = int(result.digits[0]) != NOT_A_DIGIT
       top = int(np.argmax(self.probabilities))
       confidence = float(self.probabilities[top])
-      if confidence < UNSURE_BELOW:
+      if not self.is_digit:
+        # Letters, scribbles and digits still being drawn land here.
+        self.digit_label.configure(font=_REJECT_FONT)
+        self.digit_var.set(NOT_A_DIGIT_TEXT)
+        self.message_var.set(f'{float(result.digit_scores[0]):.0%} like a digit')
+      elif confidence < UNSURE_BELOW:
         self.digit_var.set('?')
         self.message_var.set(f'unsure: maybe {top} ({confidence:.0%})')
       else:
@@ -189,8 +202,8 @@ class DigitApp:
       y = k * 20
       self.bars.create_text(10, y + 10, text=str(k), font=('TkDefaultFont', 11, 'bold'))
       self.bars.create_rectangle(24, y + 3, 24 + 160, y + 17, outline='#ccc')
-      self.bars.create_rectangle(24, y + 3, 24 + 160 * float(probs[k]), y + 17, outline='',
-                                 fill='#2a7' if k == top else '#69c')
+      colour = ('#2a7' if k == top else '#69c') if self.is_digit else '#bbb'
+      self.bars.create_rectangle(24, y + 3, 24 + 160 * float(probs[k]), y + 17, outline='', fill=colour)
       self.bars.create_text(258, y + 10, text=f'{probs[k]:.1%}', anchor='e')
 
   def _draw_preview(self):

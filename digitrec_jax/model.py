@@ -11,6 +11,8 @@ import jax.numpy as jnp
 from digitrec_jax.config import ModelConfig
 
 NUM_CLASSES = 10
+# What `Predictor.predict` returns for an input that is not a digit the model can name.
+NOT_A_DIGIT = -1
 IMAGE_SHAPE = (28, 28, 1)
 # Statistics of the MNIST training set, in [0, 1] pixel units.
 _MNIST_MEAN = 0.1307
@@ -41,6 +43,7 @@ class CNN(nn.Module):
   dropout_rate: float = ModelConfig.dropout_rate
   pool: str = ModelConfig.pool
   batch_norm: bool = ModelConfig.batch_norm
+  non_digit_class: bool = ModelConfig.non_digit_class
 
   @nn.compact
   def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
@@ -61,13 +64,13 @@ class CNN(nn.Module):
     x = x.reshape((x.shape[0], -1))
     x = activate(nn.Dense(self.dense_features, use_bias=not self.batch_norm)(x))
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-    return nn.Dense(NUM_CLASSES)(x)
+    return nn.Dense(NUM_CLASSES + self.non_digit_class)(x)
 
   @classmethod
   def from_config(cls, config: ModelConfig) -> 'CNN':
     return cls(conv_features=config.conv_features, convs_per_block=config.convs_per_block,
                dense_features=config.dense_features, dropout_rate=config.dropout_rate, pool=config.pool,
-               batch_norm=config.batch_norm)
+               batch_norm=config.batch_norm, non_digit_class=config.non_digit_class)
 
 
 class Apply:
@@ -77,7 +80,8 @@ class Apply:
     self.model = model
 
   def __call__(self, variables: Variables, images: jax.Array) -> jax.Array:
-    """Inference logits [B, 10]: dropout off, batch norm from the running statistics."""
+    """Inference logits [B, 10] (or [B, 11], the last for "not a digit"): dropout off, batch norm from the
+    running statistics."""
     return self.model.apply(variables, images)
 
   def train(self, variables: Variables, images: jax.Array, dropout_rng: jax.Array) -> tuple[jax.Array, Any]:
@@ -105,6 +109,28 @@ def init_variables(model: CNN, key: jax.Array) -> Variables:
   return {'params': variables['params'], 'batch_stats': variables.get('batch_stats', {})}
 
 
-def predict_proba(apply_fn: ApplyFn, variables: Variables, images: jax.Array) -> jax.Array:
-  """Class probabilities [B, NUM_CLASSES] from the pure apply function."""
-  return jax.nn.softmax(apply_fn(variables, images), axis=-1)
+def calibrated(logits: jax.Array, temperature: float | jax.Array = 1.0) -> tuple[jax.Array, jax.Array]:
+  """(digit probabilities [B, 10], digit score [B]) from logits [B, 10] or [B, 11] at a temperature.
+
+  The probabilities are those of the ten digits given that the input is a digit. The score is the
+  probability that the input is a digit at all (1 - p(11th class)) for a model with a non-digit output,
+  else the top digit probability (the max-softmax baseline).
+  """
+  scaled = logits / temperature
+  probs = jax.nn.softmax(scaled[..., :NUM_CLASSES], axis=-1)
+  if logits.shape[-1] > NUM_CLASSES:
+    score = 1.0 - jax.nn.softmax(scaled, axis=-1)[..., NUM_CLASSES]
+  else:
+    score = jnp.max(probs, axis=-1)
+  return probs, score
+
+
+def decide(probs: jax.Array, score: jax.Array, threshold: float | jax.Array) -> jax.Array:
+  """The digit [B] of `calibrated`'s outputs, or NOT_A_DIGIT where the digit score is below `threshold`."""
+  return jnp.where(score >= threshold, jnp.argmax(probs, axis=-1), NOT_A_DIGIT).astype(jnp.int32)
+
+
+def predict_proba(apply_fn: ApplyFn, variables: Variables, images: jax.Array,
+                  temperature: float | jax.Array = 1.0) -> jax.Array:
+  """Calibrated digit probabilities [B, NUM_CLASSES] from the pure apply function (see `calibrated`)."""
+  return calibrated(apply_fn(variables, images), temperature)[0]

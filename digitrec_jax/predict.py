@@ -10,7 +10,7 @@ import signal
 import stat
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -20,7 +20,7 @@ from digitrec_jax import model as model_lib
 from digitrec_jax import training
 from digitrec_jax.checkpoint import CheckpointError
 from digitrec_jax.config import TrainConfig
-from digitrec_jax.model import CNN, IMAGE_SHAPE, ApplyFn, Variables, make_apply_fn
+from digitrec_jax.model import CNN, IMAGE_SHAPE, NOT_A_DIGIT, ApplyFn, Variables, make_apply_fn
 from digitrec_jax.preprocess import EmptyDrawingError, looks_inverted, preprocess_drawing
 
 # Images larger than this many pixels are refused before decoding (a decompression-bomb guard).
@@ -67,12 +67,38 @@ def _restore_step(root: Path, checkpoints: ckpt_lib.Checkpoints,
     model = CNN.from_config(config.model)
     abstract = jax.eval_shape(lambda: model_lib.init_variables(model, jax.random.key(0)))
     variables = checkpoints.restore(step, 'variables', place(abstract))
-    accuracy = checkpoints.read_json(step, 'metrics').get('test_accuracy')
+    accuracy = _check_accuracy(checkpoints.read_json(step, 'metrics'), checkpoints.step_dir(step))
+    calibration = _check_calibration(checkpoints.read_json(step, 'calibration'), checkpoints.step_dir(step))
   else:
     abstract = jax.eval_shape(lambda: training.create_train_state(config))
     variables = training.eval_variables(checkpoints.restore(step, 'state', place(abstract)))
     accuracy = _summary_accuracy(root, step)
-  return variables, config, {'path': str(checkpoints.step_dir(step)), 'step': step, 'test_accuracy': accuracy}
+    calibration = dict(UNCALIBRATED)  # A run stopped before its first evaluation has no fitted calibration.
+  return variables, config, {'path': str(checkpoints.step_dir(step)), 'step': step, 'test_accuracy': accuracy,
+                             'calibration': calibration}
+
+
+def _check_accuracy(metrics: Any, where: Path) -> float | None:
+  accuracy = metrics.get('test_accuracy') if isinstance(metrics, dict) else 'missing'
+  if accuracy is not None and (isinstance(accuracy, bool) or not isinstance(accuracy, (int, float))
+                               or not 0.0 <= accuracy <= 1.0):
+    raise CheckpointError(f'the metrics of checkpoint {where} hold no test accuracy in [0, 1] (got {accuracy!r:.40})')
+  return accuracy
+
+
+# Raw softmax, and every input named as a digit.
+UNCALIBRATED = {'temperature': 1.0, 'threshold': 0.0}
+
+
+def _check_calibration(calibration: Any, where: Path) -> dict[str, Any]:
+  ok = (isinstance(calibration, dict)
+        and all(isinstance(calibration.get(k), (int, float)) and not isinstance(calibration.get(k), bool)
+                for k in ('temperature', 'threshold'))
+        and 0.0 < calibration['temperature'] < float('inf') and 0.0 <= calibration['threshold'] <= 1.0)
+  if not ok:
+    raise CheckpointError(f'the calibration of checkpoint {where} is not a positive temperature and a threshold '
+                          'in [0, 1]')
+  return calibration
 
 
 def load_variables(checkpoint_dir: str | Path | None = None) -> tuple[Variables, TrainConfig, dict[str, Any]]:
@@ -108,19 +134,34 @@ def input_saliency(apply_fn: ApplyFn, variables: Variables, image: jax.Array) ->
   return jax.grad(top_logit)(image)[..., 0]
 
 
+class Prediction(NamedTuple):
+  """What a Predictor says about a batch of images."""
+  digits: np.ndarray  # int32 [B]: the digit, or NOT_A_DIGIT
+  probs: np.ndarray  # float32 [B, 10]: calibrated probabilities of the ten digits, given a digit
+  digit_scores: np.ndarray  # float32 [B]: the score behind the decision; below `threshold` is not a digit
+
+
 class Predictor:
-  """A model with jitted `predict_proba` and `saliency`; each input shape compiles once."""
+  """A model with its calibration: jitted `classify`, `predict`, `predict_proba` and `saliency`.
+
+  Each input shape compiles once. The temperature and the "not a digit" threshold come from the
+  checkpoint (`info['calibration']`), where training fitted them on the validation split.
+  """
 
   def __init__(self, apply_fn: ApplyFn, variables: Variables, info: dict[str, Any] | None = None):
     self.apply_fn, self.variables = apply_fn, variables
     self.info = dict(info or {})
+    calibration = self.info.get('calibration') or UNCALIBRATED
+    self.temperature = float(calibration['temperature'])
+    self.threshold = float(calibration['threshold'])
     self.trace_count = 0
 
-    def proba(variables, images):
+    def outputs(variables, images):
       self.trace_count += 1  # Runs only while tracing: counts compilations.
-      return model_lib.predict_proba(apply_fn, variables, images)
+      probs, scores = model_lib.calibrated(apply_fn(variables, images), self.temperature)
+      return model_lib.decide(probs, scores, self.threshold), probs, scores
 
-    self._proba = jax.jit(proba)
+    self._outputs = jax.jit(outputs)
     self._saliency = jax.jit(functools.partial(input_saliency, apply_fn))
 
   def saliency(self, image: np.ndarray) -> np.ndarray:
@@ -130,12 +171,20 @@ class Predictor:
       raise ValueError(f'expected one image of shape [28, 28, 1], got {list(image.shape)}')
     return np.asarray(self._saliency(self.variables, image))
 
-  def predict_proba(self, images: np.ndarray) -> np.ndarray:
-    """Probabilities [B, 10] for float32 images [B, 28, 28, 1] in [0, 1]."""
+  def classify(self, images: np.ndarray) -> Prediction:
+    """Digits (or NOT_A_DIGIT), probabilities and digit scores for float32 images [B, 28, 28, 1] in [0, 1]."""
     images = np.asarray(images, np.float32)
     if images.ndim != 4 or images.shape[1:] != IMAGE_SHAPE:
       raise ValueError(f'expected images of shape [B, 28, 28, 1], got {list(images.shape)}')
-    return np.asarray(self._proba(self.variables, images))
+    return Prediction(*(np.asarray(a) for a in self._outputs(self.variables, images)))
+
+  def predict(self, images: np.ndarray) -> np.ndarray:
+    """int32 [B]: each image's digit, or NOT_A_DIGIT (-1) when it is not a digit the model can name."""
+    return self.classify(images).digits
+
+  def predict_proba(self, images: np.ndarray) -> np.ndarray:
+    """Calibrated probabilities [B, 10] of the ten digits for float32 images [B, 28, 28, 1] in [0, 1]."""
+    return self.classify(images).probs
 
 
 def load_predictor(checkpoint_dir: str | Path | None = None) -> Predictor:
@@ -219,13 +268,17 @@ def main(argv: list[str] | None = None) -> int:
       print(json.dumps({'file': name, 'error': message}) if args.json else f'error: {message}',
             file=sys.stdout if args.json else sys.stderr)
       continue
-    probs = predictor.predict_proba(x[None])[0]
+    result = predictor.classify(x[None])
+    digit, probs, score = int(result.digits[0]), result.probs[0], float(result.digit_scores[0])
     top = np.argsort(probs)[::-1][:3]
     if args.json:
-      print(json.dumps({'file': name, 'digit': int(top[0]),
+      print(json.dumps({'file': name, 'digit': None if digit == NOT_A_DIGIT else digit,
+                        'digit_score': round(score, 6),
                         'top3': [{'digit': int(k), 'probability': round(float(probs[k]), 6)} for k in top]}))
+    elif digit == NOT_A_DIGIT:
+      print(f'{name}: not a digit  (digit score {score:.1%}; closest ' + ', '.join(f'{k} {probs[k]:.1%}' for k in top) + ')')
     else:
-      print(f'{name}: {top[0]}  (' + ', '.join(f'{k} {probs[k]:.1%}' for k in top) + ')')
+      print(f'{name}: {digit}  (' + ', '.join(f'{k} {probs[k]:.1%}' for k in top) + ')')
   return 1 if failed else 0
 
 

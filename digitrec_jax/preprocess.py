@@ -61,7 +61,19 @@ def render_strokes(strokes: Strokes, size: int = RENDER_SIZE) -> Image.Image:
 
 
 def looks_inverted(image: Image.Image | np.ndarray) -> bool:
-  """Whether an image has a light background (dark strokes), judged by its border pixels."""
+  """Whether an image has a light background (dark strokes), judged by its border pixels.
+
+  Where the border is transparent, the opaque pixels are the strokes: dark ones mean a light background.
+  """
+  if isinstance(image, Image.Image) and (image.mode in ('RGBA', 'LA', 'PA')
+                                         or (image.mode == 'P' and 'transparency' in image.info)):
+    rgba = np.asarray(image.convert('RGBA'), np.float32) / 255.0
+    alpha = rgba[..., 3]
+    border_alpha = np.concatenate([alpha[0], alpha[-1], alpha[:, 0], alpha[:, -1]])
+    opaque = alpha > 0.5
+    if np.median(border_alpha) <= 0.5 and opaque.any():
+      luminance = rgba[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32)
+      return float(luminance[opaque].mean()) < 0.5
   gray = _to_grayscale(image, background=255)
   border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
   return float(np.median(border)) > 0.5

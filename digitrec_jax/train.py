@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument('--learning-rate', type=_positive_float, help='peak learning rate')
   p.add_argument('--seed', type=_int_in(0, 2**32 - 1))
   p.add_argument('--eval-every', type=_int_in(1),
-                 help='evaluate on the test set and checkpoint every N steps (and at the end)')
+                 help='evaluate on the validation and test sets and checkpoint every N steps (and at the end)')
   p.add_argument('--checkpoint-dir', help='run directory: checkpoints, summary.json, metrics.jsonl '
                  '(default: checkpoints/PRESET)')
   p.add_argument('--data-dir', default=None,

@@ -20,10 +20,12 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from digitrec_jax import augment as augment_lib
+from digitrec_jax import calibration
 from digitrec_jax import checkpoint as ckpt_lib
 from digitrec_jax import data as data_lib
+from digitrec_jax import nondigits
 from digitrec_jax.config import TrainConfig
-from digitrec_jax.model import CNN, Apply, ApplyFn, Variables, init_variables, make_apply_fn
+from digitrec_jax.model import NUM_CLASSES, CNN, Apply, ApplyFn, Variables, calibrated, init_variables, make_apply_fn
 
 Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
@@ -75,14 +77,18 @@ def _keys(state: TrainState) -> tuple[jax.Array, jax.Array]:
   return jax.random.fold_in(step_base, state.step), data_key
 
 
-def augment(config: TrainConfig, key: jax.Array, images: jax.Array) -> jax.Array:
-  """The configured random warps of a batch (float in [0, 1] out), or the batch unchanged."""
+def augment(config: TrainConfig, key: jax.Array, images: jax.Array, labels: jax.Array) -> jax.Array:
+  """The configured random changes of a batch (float in [0, 1] out), or the batch unchanged."""
   if not config.augments:
     return images
   affine_key, stroke_key = jax.random.split(key)
+  if config.augment_forms:
+    images = images.astype(jnp.float32) / (255.0 if images.dtype == jnp.uint8 else 1.0)
+    images = augment_lib.international_forms(jax.random.fold_in(key, 2), images, labels, config.augment_forms)
   images = augment_lib.random_affine(
       affine_key, images, rotation=config.augment_rotation, scale=config.augment_scale,
-      shear=config.augment_shear, shift=config.augment_shift)
+      shear=config.augment_shear, shift=config.augment_shift, aspect=config.augment_aspect,
+      elastic=config.augment_elastic)
   if config.augment_stroke:
     images = augment_lib.random_stroke_width(stroke_key, images, config.augment_stroke)
   return images
@@ -96,7 +102,7 @@ def train_step(state: TrainState, batch: Batch, *, apply_fn: Apply, tx: optax.Gr
                      'the state was created with')
   step_key, _ = _keys(state)
   dropout_key, augment_key = jax.random.split(step_key)
-  images = augment(config, augment_key, batch['image'])
+  images = augment(config, augment_key, batch['image'], batch['label'])
 
   def loss_fn(params):
     logits, batch_stats = apply_fn.train({'params': params, 'batch_stats': state.batch_stats}, images, dropout_key)
@@ -116,6 +122,18 @@ def train_step(state: TrainState, batch: Batch, *, apply_fn: Apply, tx: optax.Gr
                             ema=ema)
   accuracy = jnp.mean(jnp.argmax(logits, -1) == batch['label'])
   return new_state, {'loss': loss, 'accuracy': accuracy}
+
+
+def mix_non_digits(batch: Batch, bank: jax.Array, key: jax.Array, fraction: float) -> Batch:
+  """The batch with its last round(fraction * B) examples replaced by random images of `bank`, labelled
+  NON_DIGIT_LABEL; shapes stay static."""
+  b = batch['label'].shape[0]
+  k = int(round(fraction * b))
+  if not k:
+    return batch
+  idx = jax.random.randint(key, (k,), 0, bank.shape[0])
+  return {'image': jnp.concatenate([batch['image'][:b - k], bank[idx].astype(batch['image'].dtype)]),
+          'label': jnp.concatenate([batch['label'][:b - k], jnp.full((k,), nondigits.NON_DIGIT_LABEL, batch['label'].dtype)])}
 
 
 def steps_per_epoch(num_examples: int, batch_size: int) -> int:
@@ -163,6 +181,9 @@ def make_train_chunk(config: TrainConfig, apply_fn: Apply, tx: optax.GradientTra
   def chunk(state: TrainState, train_data: Batch, orders: jax.Array, first_epoch: jax.Array, num_steps: int):
     def body(state, _):
       batch = get_batch(train_data, orders, first_epoch, state.step, config.batch_size)
+      if config.non_digit_fraction:
+        mix_key = jax.random.fold_in(_keys(state)[0], 7)
+        batch = mix_non_digits(batch, train_data['non_digits'], mix_key, config.non_digit_fraction)
       batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
       return train_step(state, batch, apply_fn=apply_fn, tx=tx, config=config)
     return jax.lax.scan(body, state, length=num_steps, unroll=unroll)
@@ -175,7 +196,8 @@ def eval_step(variables: Variables, batch: Batch, *, apply_fn: ApplyFn) -> Metri
   logits = apply_fn(variables, batch['image'])
   mask = batch['mask']
   loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch['label'])
-  correct = jnp.argmax(logits, -1) == batch['label']
+  # Digit accuracy: the best of the ten digits, whatever a non-digit output says.
+  correct = jnp.argmax(logits[:, :NUM_CLASSES], -1) == batch['label']
   return {'loss': jnp.sum(loss * mask), 'correct': jnp.sum(correct * mask), 'count': jnp.sum(mask)}
 
 
@@ -194,12 +216,43 @@ def to_host(tree: Any) -> Any:
   return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)) if isinstance(x, jax.Array) else x, tree)
 
 
-def evaluate(apply_fn: ApplyFn, variables: Variables, batches: Batch) -> dict[str, float]:
-  """Exact test loss and accuracy over all the examples in `batches`."""
+def evaluate(apply_fn: ApplyFn, variables: Variables, batches: Batch, prefix: str = 'test') -> dict[str, float]:
+  """Exact loss and accuracy over all the examples in `batches`, named `{prefix}_loss` etc."""
   sums = to_host(_eval_sums(variables, batches, apply_fn))
   count = float(sums['count'])
-  return {'test_loss': float(sums['loss']) / count, 'test_accuracy': float(sums['correct']) / count,
-          'test_count': int(count)}
+  return {f'{prefix}_loss': float(sums['loss']) / count, f'{prefix}_accuracy': float(sums['correct']) / count,
+          f'{prefix}_count': int(count)}
+
+
+@functools.partial(jax.jit, static_argnames='apply_fn')
+def _batched_logits(variables: Variables, batches: Batch, apply_fn: ApplyFn) -> jax.Array:
+  return jax.lax.map(lambda images: apply_fn(variables, images), batches['image'])
+
+
+def logits_of(apply_fn: ApplyFn, variables: Variables, batches: Batch) -> np.ndarray:
+  """Host logits [N, C] of the unmasked examples of `batches` (from `data.make_eval_batches`)."""
+  logits = to_host(_batched_logits(variables, batches, apply_fn))
+  mask = to_host(batches['mask']).reshape(-1) > 0
+  return logits.reshape(-1, logits.shape[-1])[mask]
+
+
+def fit_calibration(apply_fn: ApplyFn, variables: Variables, val_batches: Batch,
+                    val_non_digit_batches: Batch | None) -> dict[str, Any]:
+  """The temperature and "not a digit" threshold of `variables`, chosen on the validation data alone."""
+  logits = logits_of(apply_fn, variables, val_batches)
+  labels = to_host(val_batches['label']).reshape(-1)[to_host(val_batches['mask']).reshape(-1) > 0]
+  temperature = calibration.fit_temperature(logits, labels)
+  probs, scores = (np.asarray(a) for a in calibrated(jnp.asarray(logits), temperature))
+  threshold = calibration.choose_threshold(scores)
+  result = {'temperature': temperature, 'threshold': threshold,
+            'score': 'p_digit' if logits.shape[-1] > NUM_CLASSES else 'max_probability',
+            'val_ece': calibration.expected_calibration_error(probs, labels),
+            'val_digits_rejected': float(np.mean(scores < threshold)),
+            'val_named_correctly': float(np.mean((scores >= threshold) & (probs.argmax(-1) == labels)))}
+  if val_non_digit_batches is not None:
+    _, nd_scores = calibrated(jnp.asarray(logits_of(apply_fn, variables, val_non_digit_batches)), temperature)
+    result['val_non_digits_rejected'] = float(np.mean(np.asarray(nd_scores) < threshold))
+  return result
 
 
 @jax.jit
@@ -286,7 +339,9 @@ class _Run:
   tx: optax.GradientTransformation
   mesh: Mesh
   train_data: Batch
-  eval_batches: Batch
+  eval_batches: Batch  # the test set, for reporting
+  val_batches: Batch  # the validation split, for every choice
+  val_non_digit_batches: Batch | None
   log: MetricsLog
   say: Callable[[str], None]
   is_main: bool
@@ -323,21 +378,42 @@ def _set_up(config: TrainConfig, workdir: str | Path, stack: contextlib.ExitStac
   is_main = jax.process_index() == 0
   checkpoints = ckpt_lib.RunCheckpoints(workdir, keep=keep_checkpoints)
   stack.callback(checkpoints.close)
+  for name in ('summary.json', 'metrics.jsonl'):  # Found now, not after hours of training.
+    path = checkpoints.workdir / name
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+      raise RunDirError(f'{path} is not a regular file; move it away, or start a new run dir')
   mesh = Mesh(np.array(jax.devices()), ('data',))
   replicated = NamedSharding(mesh, P())
   train_images, train_labels = data_lib.load_mnist('train', data_dir)
   test_images, test_labels = data_lib.load_mnist('test', data_dir)
+  if config.val_size >= len(train_labels) - config.batch_size:
+    raise ValueError(f'val_size {config.val_size} leaves fewer than a batch of the {len(train_labels):,} training '
+                     'images; lower --val-size')
+  (train_images, train_labels), (val_images, val_labels) = data_lib.split_validation(
+      train_images, train_labels, config.val_size)
   if config.batch_size > len(train_labels):
     raise ValueError(f'batch size {config.batch_size} is larger than the {len(train_labels):,} training images')
   eval_bs = -(-data_lib.EVAL_BATCH_SIZE // num_devices) * num_devices
   eval_sharding = NamedSharding(mesh, P(None, 'data'))
   say = (lambda text: print(text, flush=True)) if (progress and is_main) else (lambda text: None)
+  eval_batches_of = lambda images, labels: {k: _put(v, eval_sharding) for k, v in
+                                     data_lib.make_eval_batches(images, labels, eval_bs).items()}
+  train_data = {'image': _put(train_images, replicated), 'label': _put(train_labels, replicated)}
+  val_non_digit_batches = None
+  if config.model.non_digit_class:
+    # Made on the host from the run's seed (training) and a fixed seed (validation), from the digits of
+    # each split, so validation never sees a training example.
+    say(f'making {config.non_digit_bank:,} synthetic non-digits')
+    bank, _ = nondigits.make_non_digits(config.non_digit_bank, config.seed, (train_images, train_labels))
+    train_data['non_digits'] = _put(bank, replicated)
+    val_bank, _ = nondigits.make_non_digits(max(1, config.val_size // 2), data_lib.VALIDATION_SEED,
+                                            (val_images, val_labels))
+    val_non_digit_batches = eval_batches_of(val_bank, np.full(len(val_bank), nondigits.NON_DIGIT_LABEL, np.int32))
   return _Run(
       config=config, workdir=checkpoints.workdir, checkpoints=checkpoints,
       apply_fn=make_apply_fn(CNN.from_config(config.model)), tx=make_optimizer(config), mesh=mesh,
-      train_data={'image': _put(train_images, replicated), 'label': _put(train_labels, replicated)},
-      eval_batches={k: _put(v, eval_sharding)
-                    for k, v in data_lib.make_eval_batches(test_images, test_labels, eval_bs).items()},
+      train_data=train_data, eval_batches=eval_batches_of(test_images, test_labels),
+      val_batches=eval_batches_of(val_images, val_labels), val_non_digit_batches=val_non_digit_batches,
       log=MetricsLog(checkpoints.workdir / 'metrics.jsonl', enabled=is_main), say=say, is_main=is_main)
 
 
@@ -369,43 +445,51 @@ def _init_or_restore(run: _Run, resume: bool) -> TrainState | None:
   return run.checkpoints.state.restore(start, 'state', abstract)
 
 
-def _evaluate_and_checkpoint(run: _Run, state: TrainState, step: int, best_accuracy: float) -> dict[str, float]:
-  """Evaluates, saves best (if better) and state, logs; a non-finite state is never saved."""
+def _evaluate_and_checkpoint(run: _Run, state: TrainState, step: int, best: dict[str, Any] | None) -> dict[str, Any]:
+  """Evaluates, saves best (if validation accuracy improved) and state, logs; returns the metrics row.
+
+  A non-finite state is never saved. The best checkpoint carries its calibration, fitted on the
+  validation split at the moment it is chosen.
+  """
   if not bool(to_host(_all_finite(state))):
     raise FloatingPointError(f'the weights are not finite at step {step}; the state was not saved; lower the '
                              'learning rate and resume from the last checkpoint')
-  metrics = run_evaluation(run, state)
-  if not np.isfinite(metrics['test_loss']):
-    raise FloatingPointError(f'the test loss is {metrics["test_loss"]} at step {step}; the state was not saved; '
+  row = {'step': step, **run_evaluation(run, state)}
+  if not np.isfinite(row['val_loss']):
+    raise FloatingPointError(f'the validation loss is {row["val_loss"]} at step {step}; the state was not saved; '
                              'lower the learning rate and resume from the last checkpoint')
-  row = {'step': step, **metrics}
   config = run.config.to_dict()
   # Best first: a crash between the two saves then re-runs this evaluation on resume.
-  if metrics['test_accuracy'] > best_accuracy:
-    run.checkpoints.best.save(step, {'variables': eval_variables(state)}, {'config': config, 'metrics': row})
+  if best is None or row['val_accuracy'] > best['val_accuracy']:
+    variables = eval_variables(state)
+    calib = fit_calibration(run.apply_fn, variables, run.val_batches, run.val_non_digit_batches)
+    run.checkpoints.best.save(step, {'variables': variables},
+                              {'config': config, 'metrics': row, 'calibration': calib})
   run.checkpoints.state.save(step, {'state': state}, {'config': config})
   run.log.write(row)
-  run.say(f'step {step}: test accuracy {metrics["test_accuracy"]:.2%}, test loss {metrics["test_loss"]:.4f}')
-  return metrics
+  run.say(f'step {step}: val accuracy {row["val_accuracy"]:.2%}, test accuracy {row["test_accuracy"]:.2%}')
+  return row
 
 
 def run_evaluation(run: _Run, state: TrainState) -> dict[str, float]:
-  return evaluate(run.apply_fn, eval_variables(state), run.eval_batches)
+  variables = eval_variables(state)
+  return {**evaluate(run.apply_fn, variables, run.val_batches, 'val'),
+          **evaluate(run.apply_fn, variables, run.eval_batches, 'test')}
 
 
 def _train_loop(run: _Run, state: TrainState, stop: list[int], steps_per_dispatch: int,
                 progress: bool) -> tuple[TrainState, dict[str, float] | None, float]:
   """Trains to `config.steps`, evaluating and checkpointing every `eval_every` steps.
 
-  Returns the final state, the last evaluation and the best test accuracy. The host reads each chunk's
+  Returns the final state, the last evaluation and the best checkpoint's metrics. The host reads each chunk's
   metrics one chunk behind, while the next chunk runs, so it never waits on the device.
   """
   from tqdm.auto import tqdm
   config = run.config
   step = int(to_host(state.step))
   train_chunk = make_train_chunk(config, run.apply_fn, run.tx, run.mesh)
-  best = run.checkpoints.best.latest_step()
-  best_accuracy = -1.0 if best is None else run.checkpoints.best.read_json(best, 'metrics')['test_accuracy']
+  best_step = run.checkpoints.best.latest_step()
+  best = None if best_step is None else run.checkpoints.best.read_json(best_step, 'metrics')
   n_train = run.train_data['label'].shape[0]
   per_epoch = steps_per_epoch(n_train, config.batch_size)
   bar = tqdm(total=config.steps, initial=min(step, config.steps), unit='step', dynamic_ncols=True,
@@ -446,26 +530,31 @@ def _train_loop(run: _Run, state: TrainState, stop: list[int], steps_per_dispatc
         drain(*pending)
         pending = None
         if step == next_eval:
-          last_metrics = _evaluate_and_checkpoint(run, state, step, best_accuracy)
-          best_accuracy = max(best_accuracy, last_metrics['test_accuracy'])
+          last_metrics = _evaluate_and_checkpoint(run, state, step, best)
+          if best is None or last_metrics['val_accuracy'] > best['val_accuracy']:
+            best = last_metrics
           clock[0] = time.perf_counter()  # Evaluation and saving are not training throughput.
         else:
           run.checkpoints.state.save(step, {'state': state}, {'config': run.config.to_dict()})
         if stop:
           raise TrainingInterrupted(stop[0], step, run.workdir)
-  return state, last_metrics, best_accuracy
+  return state, last_metrics, best
 
 
-def _summary(run: _Run, state: TrainState, metrics: dict[str, float], best_accuracy: float, first_step: int,
+def _summary(run: _Run, state: TrainState, metrics: dict[str, float], best: dict[str, Any] | None, first_step: int,
              resumed: bool, seconds: float) -> dict[str, Any]:
   step = int(to_host(state.step))
   device = jax.devices()[0]
   images = (step - first_step) * run.config.batch_size
   return {
       'step': step,
+      'val_accuracy': metrics['val_accuracy'],
       'test_accuracy': metrics['test_accuracy'],
       'test_loss': metrics['test_loss'],
-      'best_test_accuracy': max(best_accuracy, metrics['test_accuracy']),
+      # The checkpoint that inference loads: chosen on validation accuracy; its test figure is only reported.
+      'best_step': None if best is None else best['step'],
+      'best_val_accuracy': None if best is None else best['val_accuracy'],
+      'best_test_accuracy': None if best is None else best['test_accuracy'],
       'resumed_from_step': first_step if resumed else None,
       'train_seconds': round(seconds, 3),
       'images_per_second': round(images / seconds, 1) if images else None,
@@ -500,11 +589,11 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, *, data_dir: st
       return ckpt_lib.read_json_file(run.workdir / 'summary.json')
     first_step = int(to_host(state.step))
     start = time.perf_counter()
-    state, metrics, best_accuracy = _train_loop(run, state, stop, steps_per_dispatch, progress)
+    state, metrics, best = _train_loop(run, state, stop, steps_per_dispatch, progress)
     seconds = time.perf_counter() - start
     if metrics is None:  # Restored at the final step (its summary was lost): report that state.
       metrics = run_evaluation(run, state)
-    summary = _summary(run, state, metrics, best_accuracy, first_step, first_step > 0, seconds)
+    summary = _summary(run, state, metrics, best, first_step, first_step > 0, seconds)
     if run.is_main:
       ckpt_lib.write_json(run.workdir / 'summary.json', summary)
     return summary

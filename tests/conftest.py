@@ -22,7 +22,7 @@ def fake_mnist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def tiny_config(fake_mnist: Path) -> TrainConfig:
-  return TrainConfig(steps=6, batch_size=32, eval_every=3, warmup_steps=2, model=TINY_MODEL)
+  return TrainConfig(steps=6, batch_size=32, eval_every=3, warmup_steps=2, val_size=64, model=TINY_MODEL)
 
 
 @pytest.fixture

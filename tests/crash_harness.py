@@ -54,7 +54,7 @@ def _arm(kind: str, nth: int, delay: float) -> None:
 def main() -> int:
   data_dir, argv = sys.argv[1], sys.argv[2:]
   data.FILES = checksums_of(Path(data_dir))
-  config.PRESETS['default'] = config.TrainConfig(model=TINY_MODEL, warmup_steps=2)
+  config.PRESETS['default'] = config.TrainConfig(model=TINY_MODEL, warmup_steps=2, val_size=64)
   training.train_and_evaluate = functools.partial(training.train_and_evaluate, steps_per_dispatch=2)
   if os.environ.get('CRASH_AT'):
     kind, nth, *delay = os.environ['CRASH_AT'].split(':')

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import gzip
 import hashlib
 from pathlib import Path
@@ -56,11 +58,12 @@ def register_checksums(monkeypatch, folder: Path) -> None:
   monkeypatch.setattr(data_lib, 'FILES', checksums_of(folder))
 
 
-def tiny_predictor(seed: int = 0):
+def tiny_predictor(seed: int = 0, calibration: dict | None = None, non_digit_class: bool = False):
   """A Predictor of a freshly initialized tiny model (no checkpoint)."""
   from digitrec_jax.predict import Predictor
-  model = CNN.from_config(TINY_MODEL)
-  return Predictor(make_apply_fn(model), init_variables(model, jax.random.key(seed)), {'path': 'tiny', 'step': 0})
+  model = CNN.from_config(dataclasses.replace(TINY_MODEL, non_digit_class=non_digit_class))
+  info = {'path': 'tiny', 'step': 0, 'calibration': calibration}
+  return Predictor(make_apply_fn(model), init_variables(model, jax.random.key(seed)), info)
 
 
 def step_dir(root: Path, kind: str = 'best') -> Path:

@@ -87,3 +87,60 @@ def test_jits_inside_a_step(dtype):
     x = x / 255.0
   fn = jax.jit(lambda k, x: augment.random_affine(k, x, rotation=10, shift=1))
   assert fn(jax.random.key(0), x).shape == (4, 28, 28, 1)
+
+
+def _mnist_like(n=6, seed=0):
+  """Float images [n, 28, 28, 1] of an oval (0), a bar (1) and a 7-like hook, twice each."""
+  img = np.zeros((3, 28, 28), np.float32)
+  yy, xx = np.indices((28, 28))
+  img[0][np.abs(np.hypot((yy - 14) / 9, (xx - 14) / 6) - 1) < 0.15] = 1.0
+  img[1, 4:24, 13:16] = 1.0
+  img[2, 5:8, 8:21] = 1.0
+  for r in range(8, 24):
+    img[2, r, 19 - (r - 8) // 2:22 - (r - 8) // 2] = 1.0
+  x = np.concatenate([img, img])[:n, ..., None]
+  return jnp.asarray(x), jnp.asarray([0, 1, 7, 0, 1, 7][:n], jnp.int32)
+
+
+@pytest.mark.parametrize('name', ['forms', 'elastic', 'aspect'])
+def test_each_new_augmentation_is_pure_in_range_deterministic_and_keeps_the_label(name):
+  x, labels = _mnist_like()
+  fns = {
+      'forms': lambda k, im: augment.international_forms(k, im, labels, 1.0),
+      'elastic': lambda k, im: augment.random_affine(k, im, elastic=1.5),
+      'aspect': lambda k, im: augment.random_affine(k, im, aspect=0.4),
+  }
+  fn = jax.jit(fns[name])
+  out = fn(jax.random.key(3), x)
+  assert out.shape == x.shape and out.dtype == jnp.float32
+  assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+  np.testing.assert_array_equal(out, fn(jax.random.key(3), x))  # Same key, same images.
+  assert not np.array_equal(out, fn(jax.random.key(4), x))  # Another key, other images.
+  assert not np.array_equal(out, x)
+  np.testing.assert_array_equal(x, _mnist_like()[0])  # The input is untouched (pure).
+  # The label is the caller's, unchanged; the digit keeps most of its ink where it was.
+  assert labels.tolist() == [0, 1, 7, 0, 1, 7]
+  overlap = np.sum(np.minimum(out, x)) / np.sum(x)
+  assert overlap > 0.4
+
+
+def test_forms_add_ink_to_0_1_7_only_and_only_where_picked():
+  x, labels = _mnist_like()
+  other = jnp.asarray([3, 5, 9, 3, 5, 9], jnp.int32)
+  np.testing.assert_array_equal(augment.international_forms(jax.random.key(0), x, other, 1.0), x)
+  np.testing.assert_array_equal(augment.international_forms(jax.random.key(0), x, labels, 0.0), x)
+  formed = np.asarray(augment.international_forms(jax.random.key(0), x, labels, 1.0))
+  added = (formed - np.asarray(x)).reshape(6, -1).sum(1)
+  assert np.all(added > 2) and np.all(formed >= np.asarray(x))  # A stroke or a dot, nothing erased.
+  # The slash or dot of a 0 crosses its empty middle; the 7's bar crosses its stem near mid height.
+  assert formed[0, 12:17, 12:17].sum() > 1 and formed[2, 14:18].sum() > np.asarray(x)[2, 14:18].sum()
+
+
+def test_aspect_changes_width_against_height():
+  x, _ = _mnist_like(2)
+  bar = jnp.tile(x[1:2], (64, 1, 1, 1))
+  out = np.asarray(augment.random_affine(jax.random.key(0), bar, aspect=0.6))
+  widths = (out[..., 0] > 0.5).any(1).sum(1)
+  heights = (out[..., 0] > 0.5).any(2).sum(1)
+  ratio = widths / np.maximum(heights, 1)
+  assert ratio.max() / ratio.min() > 1.5

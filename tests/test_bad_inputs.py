@@ -161,3 +161,35 @@ def test_resume_from_a_damaged_state_names_the_step(tiny_config, run_options, tm
   shutil.rmtree(tmp_path / 'run' / 'state' / '2' / 'state')
   with pytest.raises(CheckpointError, match=rf'^checkpoint {tmp_path}/run/state/2 is damaged: state/\S+ is missing$'):
     train_and_evaluate(dataclasses.replace(config, steps=4), tmp_path / 'run', **run_options)
+
+
+def test_a_run_dir_whose_summary_is_a_folder_is_refused_before_training(tiny_config, run_options, tmp_path):
+  from digitrec_jax import train_and_evaluate
+  from digitrec_jax.training import RunDirError
+  (tmp_path / 'run' / 'summary.json').mkdir(parents=True)
+  with pytest.raises(RunDirError, match=rf'^{tmp_path / "run" / "summary.json"} is not a regular file; move it '
+                                        'away, or start a new run dir$'):
+    train_and_evaluate(tiny_config, tmp_path / 'run', **run_options)
+  assert not [p for p in (tmp_path / 'run' / 'state').iterdir() if p.name.isdigit()]  # Refused before any step.
+
+
+@pytest.mark.parametrize('item, edit, message', [
+    ('config', lambda d: {**d, 'model': None}, r'the config of checkpoint .* is not valid \(model must be a '
+                                               r'ModelConfig or a dict of its fields, got None\)'),
+    ('metrics', lambda d: {**d, 'test_accuracy': '99%'}, r"the metrics of checkpoint .* hold no test accuracy in "
+                                                         r"\[0, 1\] \(got '99%'\)"),
+    ('metrics', lambda d: ['garbage'], r'the metrics of checkpoint .* is not a JSON object'),
+])
+def test_hand_edited_json_with_matching_checksums_is_one_error(tiny_config, run_options, tmp_path, item, edit,
+                                                               message):
+  import json as json_lib
+
+  from digitrec_jax import CheckpointError, load_variables, train_and_evaluate
+  from digitrec_jax.checkpoint import _record_files
+  train_and_evaluate(tiny_config, tmp_path / 'run', **run_options)
+  step = _step_dir(tmp_path / 'run')
+  path = next(p for p in (step / item).iterdir() if p.name != 'commit_success.txt')
+  path.write_text(json_lib.dumps(edit(json_lib.loads(path.read_text()))))
+  _record_files(step)  # An editor who also fixed files.json: the values themselves are checked.
+  with pytest.raises(CheckpointError, match=f'^{message}$'):
+    load_variables(tmp_path / 'run')

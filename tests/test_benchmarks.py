@@ -17,7 +17,12 @@ def test_quick_suite_writes_every_figure(real_data_dir, tmp_path, monkeypatch, c
   out = tmp_path / 'results.json'
   assert run.main(['--quick', '--data-dir', real_data_dir, '--out', str(out)]) == 0
   results = json.loads(out.read_text())
-  assert set(results) == {'hardware', 'command', 'commands', 'train', 'fast_preset', 'gui', 'checkpoint', 'canvas'}
+  assert set(results) == {'hardware', 'command', 'commands', 'train', 'fast_preset', 'gui', 'checkpoint', 'canvas',
+                          'styles', 'rejection'}
+  from benchmarks import styles
+  assert list(results['styles']['forms']) == list(styles.FORMS)
+  assert all(0 <= r['named_correctly'] <= r['accuracy'] <= 1 for r in results['styles']['forms'].values())
+  assert results['rejection']['mnist_test_count'] == 100 and 0 <= results['rejection']['held_out_rejected'] <= 1
   assert set(results['train']) == {'default', 'fast', 'best'}
   assert all(r['images_per_second'] > 0 and r['compile_seconds'] > 0 for r in results['train'].values())
   assert results['fast_preset']['runs'][0]['step'] == 20
@@ -38,7 +43,7 @@ def test_only_rejects_unknown_sections(real_data_dir, capsys):
   with pytest.raises(SystemExit) as e:
     run.main(['--quick', '--data-dir', real_data_dir, '--only', 'train,bogus'])
   assert e.value.code == 2
-  assert 'unknown --only section bogus; choose from train, fast_preset, gui, checkpoint, canvas' in capsys.readouterr().err
+  assert 'unknown --only section bogus; choose from train, fast_preset, gui, checkpoint, canvas, styles, rejection' in capsys.readouterr().err
 
 
 def test_readme_table_is_generated_from_committed_results():

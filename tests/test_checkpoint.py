@@ -43,10 +43,13 @@ def test_load_variables_prefers_best_and_falls_back_to_the_state(tmp_path):
   jax.tree.map(np.testing.assert_array_equal, jax.device_get(variables), jax.device_get(eval_variables(state)))
   shifted = jax.tree.map(lambda x: x + 1, eval_variables(state))
   ckpts = RunCheckpoints(tmp_path / 'run')
-  ckpts.best.save(4, {'variables': shifted}, {'config': config.to_dict(), 'metrics': {'test_accuracy': 0.5}})
+  calibration = {'temperature': 0.8, 'threshold': 0.25}
+  ckpts.best.save(4, {'variables': shifted}, {'config': config.to_dict(), 'metrics': {'test_accuracy': 0.5},
+                                              'calibration': calibration})
   ckpts.close()
   variables, _, info = load_variables(tmp_path / 'run')
-  assert info == {'path': str(tmp_path / 'run' / 'best' / '4'), 'step': 4, 'test_accuracy': 0.5}
+  assert info == {'path': str(tmp_path / 'run' / 'best' / '4'), 'step': 4, 'test_accuracy': 0.5,
+                  'calibration': calibration}
   jax.tree.map(np.testing.assert_array_equal, jax.device_get(variables), jax.device_get(shifted))
 
 
@@ -170,3 +173,16 @@ def test_best_and_state_are_separate_kinds(tmp_path):
   assert ckpts.state.directory.name == STATE and ckpts.best.directory.name == BEST
   assert ckpts.best.latest_step() is None
   ckpts.close()
+
+
+@pytest.mark.parametrize('calibration', [{'temperature': -1.0, 'threshold': 0.2}, {'temperature': 1.0},
+                                         {'temperature': 1.0, 'threshold': 'high'}])
+def test_a_best_checkpoint_with_an_unusable_calibration_is_refused(tmp_path, calibration):
+  config = TrainConfig(model=TINY_MODEL)
+  ckpts = RunCheckpoints(tmp_path / 'run')
+  ckpts.best.save(1, {'variables': eval_variables(create_train_state(config))},
+                  {'config': config.to_dict(), 'metrics': {'test_accuracy': 0.5}, 'calibration': calibration})
+  ckpts.close()
+  with pytest.raises(CheckpointError, match=rf'^the calibration of checkpoint {tmp_path / "run" / "best" / "1"} is '
+                                            r'not a positive temperature and a threshold in \[0, 1\]$'):
+    load_variables(tmp_path / 'run')

@@ -51,7 +51,7 @@ def test_preset_sets_defaults_and_flags_override(fake_mnist, tmp_path, monkeypat
   from helpers import TINY_MODEL
   monkeypatch.setitem(config_lib.PRESETS, 'tiny', config_lib.TrainConfig(
       steps=4, batch_size=32, eval_every=4, warmup_steps=1, learning_rate=0.01,
-      label_smoothing=0.1, model=TINY_MODEL))
+      label_smoothing=0.1, val_size=64, model=TINY_MODEL))
   monkeypatch.chdir(tmp_path)
   assert train.main(['--preset', 'tiny', '--seed', '5', '--data-dir', str(fake_mnist)]) == 0
   summary = json.loads((tmp_path / 'checkpoints' / 'tiny' / 'summary.json').read_text())
@@ -64,3 +64,26 @@ def test_unknown_preset_exits_2(capsys):
     train.main(['--preset', 'nope'])
   assert e.value.code == 2
   assert "argument --preset: invalid choice: 'nope'" in capsys.readouterr().err
+
+
+def test_ctrl_c_during_the_imports_is_one_line_and_exit_130(tmp_path):
+  import subprocess
+  import sys
+  # Ctrl-C arriving while `train` imports its heavy modules, made deterministic by an import hook.
+  code = '''
+import builtins, sys
+real_import = builtins.__import__
+def hook(name, *args, **kwargs):
+  if name == 'digitrec_jax.training':
+    raise KeyboardInterrupt
+  return real_import(name, *args, **kwargs)
+builtins.__import__ = hook
+sys.argv = ['digitrec-train', '--steps', '1', '--checkpoint-dir', sys.argv[1]]
+from digitrec_jax.train import run
+run()
+'''
+  out = subprocess.run([sys.executable, '-c', code, str(tmp_path / 'run')], capture_output=True, text=True,
+                       timeout=120)
+  assert out.returncode == 130
+  assert out.stderr == 'interrupted before training started; nothing was written\n'
+  assert not (tmp_path / 'run').exists()

@@ -114,3 +114,18 @@ def test_real_mnist_files(real_data_dir):
   assert np.bincount(train_labels).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
   assert np.bincount(test_labels).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
   assert train_images.dtype == np.uint8 and train_images.max() == 255
+
+
+def test_the_validation_split_is_disjoint_complete_and_fixed():
+  images = (np.arange(1000) % 251).astype(np.uint8).reshape(1000, 1, 1, 1)
+  labels = np.arange(1000, dtype=np.int32)  # Labels as ids: each example is identifiable.
+  (train_x, train_y), (val_x, val_y) = data_lib.split_validation(images, labels, 100)
+  assert len(val_y) == 100 and len(train_y) == 900
+  assert set(train_y).isdisjoint(val_y) and set(train_y) | set(val_y) == set(range(1000))
+  np.testing.assert_array_equal(val_x[:, 0, 0, 0], val_y % 251)  # Images stay with their labels.
+  assert np.all(np.diff(val_y) > 0)  # Original order kept.
+  again = data_lib.split_validation(images, labels, 100)[1][1]
+  np.testing.assert_array_equal(again, val_y)  # The same digits every time, whatever the run's seed.
+  assert not np.array_equal(val_y, np.arange(100))  # Chosen at random, not the first ones.
+  with pytest.raises(ValueError, match='val_size must be between 1 and 999'):
+    data_lib.split_validation(images, labels, 1000)

@@ -30,6 +30,9 @@ def test_report_counts_and_per_class_accuracy():
   assert cm[0, 0] == 1 and cm[0, 1] == 1 and cm[1, 1] == 2 and cm[9, 4] == 1 and cm.sum() == 6
   assert r['per_class_accuracy'][:3] == [0.5, 1.0, 1.0] and r['per_class_accuracy'][9] == 0.0
   assert r['per_class_accuracy'][5] == 0.0  # A class with no examples reports 0, not NaN.
+  assert r['ece'] == pytest.approx(2 / 6)  # Every answer claims 100%; two of six are wrong.
+  r2 = evaluate.report(labels, probs, digits=np.array([0, -1, 1, 1, 2, -1]))
+  assert r2['rejected'] == pytest.approx(2 / 6) and r2['named_correctly'] == pytest.approx(4 / 6)
   text = evaluate.format_report(r, 'run')
   assert text.splitlines()[1].startswith('test accuracy 66.67% (4 of 6), 95% interval ')
   assert text.splitlines()[-1] == '     9' + '     0' * 4 + '     1' + '     0' * 5
@@ -51,7 +54,9 @@ def test_main_reports_and_writes_the_figures(tiny_config, run_options, tmp_path,
   assert saved['accuracy'] == pytest.approx(best, abs=1e-9) and saved['count'] == 200
   assert f'test accuracy {saved["accuracy"]:.2%} ({saved["correct"]} of 200)' in printed.out
   assert 'confusion matrix (rows true, columns predicted):' in printed.out
-  for name in ('confusion_matrix.png', 'misclassified.png', 'training_curves.png'):
+  assert f'calibration: ECE {saved["ece"]:.2%} (15 bins)' in printed.out and 0 <= saved['ece'] <= 1
+  assert f'named correctly {saved["named_correctly"]:.2%} with "not a digit" counted as an error' in printed.out
+  for name in ('confusion_matrix.png', 'misclassified.png', 'reliability.png', 'training_curves.png'):
     assert _is_png(out / name), name
   assert printed.err == ''
 

@@ -17,18 +17,26 @@ _SERVE = r'''
 import sys, jax, numpy as np
 exported = jax.export.deserialize(bytearray(open(sys.argv[1], 'rb').read()))
 images = np.load(sys.argv[2])
-np.save(sys.argv[3], np.asarray(exported.call(images)))
+digits, probs, scores = exported.call(images)
+np.save(sys.argv[3], np.asarray(probs))
+np.save(sys.argv[3].replace('.npy', '_digits.npy'), np.asarray(digits))
 assert 'flax' not in sys.modules and 'digitrec_jax' not in sys.modules and 'optax' not in sys.modules
 '''
 
 
 def test_export_of_a_tiny_model_matches_its_predictor():
-  predictor = tiny_predictor(seed=3)
-  exported = export_lib.export_predict(predictor.variables, predictor.apply_fn, platforms=('cpu',))
-  images = np.random.default_rng(2).random((5, 28, 28, 1), np.float32)
-  np.testing.assert_allclose(np.asarray(exported.call(images)), predictor.predict_proba(images), atol=1e-6)
+  # A temperature and a threshold that reject some of these random images: the artifact decides as the
+  # predictor does.
+  calibration = {'temperature': 0.7, 'threshold': 0.3}
+  predictor = tiny_predictor(seed=3, calibration=calibration)
+  exported = export_lib.export_predict(predictor.variables, predictor.apply_fn, calibration, platforms=('cpu',))
+  images = np.random.default_rng(2).random((64, 28, 28, 1), np.float32)
+  expected = predictor.classify(images)
+  assert 0 < np.sum(expected.digits == -1) < 64
+  for got, want in zip(exported.call(images), expected):
+    np.testing.assert_allclose(np.asarray(got), want, atol=1e-6)
   restored = jax.export.deserialize(exported.serialize())
-  np.testing.assert_allclose(np.asarray(restored.call(images[:2])), predictor.predict_proba(images[:2]), atol=1e-6)
+  np.testing.assert_array_equal(np.asarray(restored.call(images[:2])[0]), expected.digits[:2])
 
 
 @pytest.mark.slow
@@ -45,7 +53,9 @@ def test_cli_artifact_round_trips_in_a_process_without_flax(tmp_path, capsys):
   np.save(tmp_path / 'x.npy', images)
   subprocess.run([sys.executable, '-c', _SERVE, str(out), str(tmp_path / 'x.npy'), str(tmp_path / 'y.npy')],
                  check=True, timeout=300)
-  np.testing.assert_allclose(np.load(tmp_path / 'y.npy'), load_predictor().predict_proba(images), atol=1e-6)
+  predictor = load_predictor()
+  np.testing.assert_allclose(np.load(tmp_path / 'y.npy'), predictor.predict_proba(images), atol=1e-6)
+  np.testing.assert_array_equal(np.load(tmp_path / 'y_digits.npy'), predictor.predict(images))
 
 
 def test_cli_refuses_to_overwrite_and_to_write_over_non_files(tmp_path, capsys):

@@ -118,6 +118,19 @@ def test_undo_and_clear_reset_the_display(app):
   assert app.probabilities is None and app.preview.find_all() == ()
 
 
+def test_a_drawn_x_is_not_a_digit_and_greys_the_bars(app):
+  _stroke(app, _line((0.25, 0.2), (0.75, 0.8)))
+  _stroke(app, _line((0.75, 0.2), (0.25, 0.8)))
+  _settle(app)
+  assert app.digit_var.get() == 'not a digit', (app.message_var.get(), app.probabilities)
+  assert app.message_var.get().endswith('% like a digit')
+  fills = {app.bars.itemcget(item, 'fill') for item in app.bars.find_all() if app.bars.type(item) == 'rectangle'}
+  assert fills <= {'', '#bbb'}  # Frames have no fill; every bar is grey.
+  app.root.event_generate('<Escape>')
+  _settle(app, 0.2)
+  assert app.digit_var.get() == '' and app.message_var.get() == 'Draw a digit'
+
+
 def test_single_dot_does_not_crash(app):
   _stroke(app, [(0.5, 0.5)])
   _settle(app, 0.3)

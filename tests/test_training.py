@@ -120,6 +120,41 @@ def test_train_and_evaluate_on_fake_mnist(tiny_config, run_options, tmp_path):
   assert [r['step'] for r in rows if 'train_loss' in r] == [6, 12, 18, 24]
 
 
+def test_best_is_chosen_on_validation_accuracy_not_on_the_test_set(tiny_config, run_options, tmp_path, monkeypatch):
+  # Scripted evaluations in which the two splits disagree: validation peaks at step 2, test at step 3.
+  scores = iter([(0.50, 0.70), (0.90, 0.60), (0.80, 0.95)])
+
+  def scripted(apply_fn, variables, batches, prefix='test'):
+    if prefix == 'val':
+      scripted.current = next(scores)
+    return {f'{prefix}_loss': 0.1, f'{prefix}_accuracy': scripted.current[prefix == 'test'], f'{prefix}_count': 10}
+
+  monkeypatch.setattr(training, 'evaluate', scripted)
+  config = dataclasses.replace(tiny_config, steps=3, eval_every=1)
+  summary = train_and_evaluate(config, tmp_path / 'run', **run_options)
+  assert sorted(p.name for p in (tmp_path / 'run' / 'best').iterdir() if p.name.isdigit()) == ['2']
+  assert (summary['best_step'], summary['best_val_accuracy'], summary['best_test_accuracy']) == (2, 0.90, 0.60)
+  from digitrec_jax.checkpoint import RunCheckpoints
+  checkpoints = RunCheckpoints(tmp_path / 'run')
+  try:
+    best = checkpoints.best.read_json(2, 'metrics')
+    calib = checkpoints.best.read_json(2, 'calibration')
+  finally:
+    checkpoints.close()
+  assert best['val_accuracy'] == 0.90 and best['test_accuracy'] == 0.60
+  assert calib['temperature'] > 0 and 0 <= calib['threshold'] <= 0.5
+
+
+def test_non_digits_are_mixed_into_each_batch_with_their_label():
+  batch = {'image': jnp.zeros((8, 28, 28, 1), jnp.uint8), 'label': jnp.arange(8, dtype=jnp.int32)}
+  bank = jnp.full((5, 28, 28, 1), 200, jnp.uint8)
+  mixed = training.mix_non_digits(batch, bank, jax.random.key(0), 0.25)
+  assert mixed['label'].tolist() == [0, 1, 2, 3, 4, 5, 10, 10]
+  assert mixed['image'].shape == (8, 28, 28, 1)
+  assert np.all(np.asarray(mixed['image'][6:]) == 200) and np.all(np.asarray(mixed['image'][:6]) == 0)
+  assert training.mix_non_digits(batch, bank, jax.random.key(0), 0.0) is batch
+
+
 def test_resume_one_step_then_two_and_a_finished_rerun_changes_nothing(tiny_config, run_options, tmp_path, capsys):
   one = dataclasses.replace(tiny_config, steps=1, eval_every=1)
   options = {**run_options, 'progress': True}
@@ -226,7 +261,7 @@ def test_a_non_finite_last_update_before_an_evaluation_is_never_saved(tiny_confi
   # The loss of a step is computed before its update, so only the evaluation sees the last update's overflow:
   # Adam's steps of about 1e37 keep the weights finite, but the logits overflow.
   config = dataclasses.replace(tiny_config, steps=1, eval_every=1, learning_rate=1e37, warmup_steps=0)
-  with pytest.raises(FloatingPointError, match=r'^the (weights are not finite|test loss is nan) at step 1; '
+  with pytest.raises(FloatingPointError, match=r'^the (weights are not finite|validation loss is (nan|inf)) at step 1; '
                                                r'the state was not saved'):
     train_and_evaluate(config, tmp_path / 'run', **run_options)
   assert not list((tmp_path / 'run' / 'state').iterdir()) and not (tmp_path / 'run' / 'summary.json').exists()
@@ -305,6 +340,8 @@ def test_batch_norm_statistics_are_checkpointed_with_the_shipped_weights(tiny_co
   assert sorted(params) == ['batch_stats', 'params']
   assert float(jnp.abs(params['batch_stats']['BatchNorm_0']['mean']).max()) > 0  # Trained, not initial.
   images = np.asarray(_batch(8)['image'], np.float32) / 255
-  expected = jax.nn.softmax(make_apply_fn(CNN.from_config(config.model))(params, images), axis=-1)
-  np.testing.assert_allclose(load_predictor(tmp_path / 'run').predict_proba(images), expected,
-                             rtol=1e-5, atol=1e-6)
+  predictor = load_predictor(tmp_path / 'run')
+  assert predictor.temperature != 1.0  # Fitted on the validation split when the best checkpoint was saved.
+  logits = make_apply_fn(CNN.from_config(config.model))(params, images)
+  expected = jax.nn.softmax(logits / predictor.temperature, axis=-1)
+  np.testing.assert_allclose(predictor.predict_proba(images), expected, rtol=1e-5, atol=1e-6)
