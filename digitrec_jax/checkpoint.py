@@ -18,6 +18,7 @@ import errno
 import hashlib
 import json
 import os
+import shutil
 import stat
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ import jax
 import orbax.checkpoint as ocp
 
 STATE, BEST = 'state', 'best'
+# Room for metadata, JSON items and filesystem overhead beyond the arrays' bytes.
+_SAVE_SLACK = 1 << 20
 _ITEMS = {STATE: ('state', 'config'), BEST: ('variables', 'config', 'metrics', 'calibration')}
 _JSON_ITEMS = ('config', 'metrics', 'calibration')
 FILES_JSON = 'files.json'
@@ -182,8 +185,18 @@ class Checkpoints:
     """Saves the pytrees `trees` and the JSON objects `jsons` as the items of `step`."""
     args = {**{k: ocp.args.StandardSave(v) for k, v in trees.items()},
             **{k: ocp.args.JsonSave(v) for k, v in jsons.items()}}
-    self._manager.save(step, args=ocp.args.Composite(**args))
-    self._manager.wait_until_finished()
+    # A full disk is found before Orbax starts writing (its writer threads would log a traceback each).
+    needed = sum(x.nbytes for x in jax.tree.leaves(trees) if hasattr(x, 'nbytes')) + _SAVE_SLACK
+    free = shutil.disk_usage(self.directory).free
+    if free < needed:
+      raise CheckpointError(f'no room for checkpoint {self.step_dir(step)}: it needs about {needed / 2**20:.1f} MB '
+                            f'and {free / 2**20:.1f} MB are free; free some space')
+    try:
+      self._manager.save(step, args=ocp.args.Composite(**args))
+      self._manager.wait_until_finished()
+    except (OSError, ValueError) as e:  # Tensorstore reports write errors (ENOSPC, EIO, ...) as ValueError.
+      reason = str(e).split('Failed to write')[-1].strip(' :') if 'Failed to write' in str(e) else type(e).__name__
+      raise CheckpointError(f'cannot write checkpoint {self.step_dir(step)} ({reason[:200]})') from e
     if jax.process_index() == 0:
       _record_files(self.step_dir(step))
 
@@ -265,7 +278,11 @@ class RunCheckpoints:
 
   def __init__(self, workdir: str | Path, keep: int = 3):
     self.workdir = Path(workdir).expanduser().absolute()
-    if self.workdir.exists() and not self.workdir.is_dir():
+    try:
+      is_file = self.workdir.exists() and not self.workdir.is_dir()
+    except OSError as e:  # A name too long, a folder that cannot be searched, ...
+      raise CheckpointError(f'cannot use run dir {self.workdir} ({e.strerror})') from e
+    if is_file:
       raise CheckpointError(f'run dir {self.workdir} is a file')
     inside = _inside_a_checkpoint(self.workdir)
     if inside is not None:

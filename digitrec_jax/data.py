@@ -56,9 +56,13 @@ def _fetch(filenames: tuple[str, ...], data_dir: str | None) -> dict[str, Path]:
     folder = Path(data_dir).expanduser()
     if not folder.is_dir():
       raise DataError(f'data dir {folder} does not exist or is not a folder; {_fix_hint()}')
-    missing = [name for name in filenames if not (folder / name).is_file()]
+    missing = [name for name in filenames if not (folder / name).exists()]
     if missing:
       raise DataError(f'data dir {folder} lacks {", ".join(missing)}; {_fix_hint()}')
+    odd = [name for name in filenames if not (folder / name).is_file()]
+    if odd:
+      raise DataError(f'{", ".join(str(folder / n) for n in odd)} is not a regular file (a folder, FIFO or device); '
+                      'replace it with the canonical file')
     unreadable = [name for name in filenames if not os.access(folder / name, os.R_OK)]
     if unreadable:
       raise DataError(f'cannot read {", ".join(str(folder / n) for n in unreadable)} (permission denied); '

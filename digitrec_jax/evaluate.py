@@ -224,7 +224,12 @@ def main(argv: list[str] | None = None) -> int:
 
   args = build_parser().parse_args(argv)
   out = Path(args.out)
-  if out.exists() and not out.is_dir():
+  try:
+    is_file = out.exists() and not out.is_dir()
+  except OSError as e:  # A name too long, a folder that cannot be searched, ...
+    print(f'error: cannot use --out {out} ({e.strerror}); pass another --out', file=sys.stderr)
+    return 2
+  if is_file:
     print(f'error: --out {out} is a file; pass a folder', file=sys.stderr)
     return 2
   try:
@@ -246,23 +251,27 @@ def main(argv: list[str] | None = None) -> int:
   probs = result.probs
   r = report(labels, probs, result.digits)
   print(format_report(r, f'{predictor.info["path"]} · step {predictor.info["step"]}'))
-  plot_confusion_matrix(np.array(r['confusion_matrix']), out / 'confusion_matrix.png',
-                        f'MNIST test: {r["accuracy"]:.2%} ({r["count"] - r["correct"]} errors)')
-  plot_misclassified(images, labels, probs, out / 'misclassified.png')
-  plot_reliability(probs, labels, out / 'reliability.png',
-                   f'MNIST test: ECE {r["ece"]:.2%}, temperature {predictor.temperature:.3g}')
-  written = ['confusion_matrix.png', 'misclassified.png', 'reliability.png']
   metrics = Path(predictor.info['path']).parents[1] / 'metrics.jsonl'
-  if metrics.is_file():
-    plot_training_curves(metrics, out / 'training_curves.png')
-    written.append('training_curves.png')
-  else:
+  written = ['confusion_matrix.png', 'misclassified.png', 'reliability.png']
+  if not metrics.is_file():
     print(f'note: no {metrics}; training curves skipped', file=sys.stderr)
-  try:
-    write_json(out / 'evaluation.json', {'checkpoint': predictor.info['path'], 'step': predictor.info['step'], **r})
+  current = out
+  try:  # Every write: a full disk or a vanished folder is one line, whichever file it hits.
+    current = out / 'confusion_matrix.png'
+    plot_confusion_matrix(np.array(r['confusion_matrix']), current,
+                          f'MNIST test: {r["accuracy"]:.2%} ({r["count"] - r["correct"]} errors)')
+    current = out / 'misclassified.png'
+    plot_misclassified(images, labels, probs, current)
+    current = out / 'reliability.png'
+    plot_reliability(probs, labels, current, f'MNIST test: ECE {r["ece"]:.2%}, temperature {predictor.temperature:.3g}')
+    if metrics.is_file():
+      current = out / 'training_curves.png'
+      plot_training_curves(metrics, current)
+      written.append('training_curves.png')
+    current = out / 'evaluation.json'
+    write_json(current, {'checkpoint': predictor.info['path'], 'step': predictor.info['step'], **r})
   except OSError as e:
-    print(f'error: cannot write {out / "evaluation.json"} ({e.strerror}); free space or pass another --out',
-          file=sys.stderr)
+    print(f'error: cannot write {current} ({e.strerror}); free space or pass another --out', file=sys.stderr)
     return 1
   print(f'wrote {", ".join(str(out / w) for w in written + ["evaluation.json"])}')
   return 0

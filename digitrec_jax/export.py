@@ -90,11 +90,12 @@ def write_artifact(checkpoint_dir: str | Path | None, out: str | Path, *, force:
       'checkpoint': info['path'], 'step': info['step'], 'test_accuracy': info['test_accuracy'],
       'jax_version': jax.__version__, 'model': config.to_dict()['model'],
   }
-  try:
-    ckpt_lib.write_file_atomically(out, exported.serialize())
-    ckpt_lib.write_json(spec_path, spec)
-  except OSError as e:
-    raise OutputError(f'cannot write {e.filename or out} ({e.strerror}); free space or choose another --out') from e
+  for target, write in ((out, lambda: ckpt_lib.write_file_atomically(out, exported.serialize())),
+                        (spec_path, lambda: ckpt_lib.write_json(spec_path, spec))):
+    try:
+      write()  # Through a temporary file beside `target`; the message names the target.
+    except OSError as e:
+      raise OutputError(f'cannot write {target} ({e.strerror}); free space or choose another --out') from e
   return spec
 
 

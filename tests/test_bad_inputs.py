@@ -193,3 +193,94 @@ def test_hand_edited_json_with_matching_checksums_is_one_error(tiny_config, run_
   _record_files(step)  # An editor who also fixed files.json: the values themselves are checked.
   with pytest.raises(CheckpointError, match=f'^{message}$'):
     load_variables(tmp_path / 'run')
+
+
+def test_over_long_and_under_a_file_paths_are_one_line_for_train_export_and_evaluate(tmp_path, capsys):
+  from digitrec_jax import evaluate
+  from digitrec_jax import export as export_lib
+  (tmp_path / 'file').write_text('keep me')
+  long = tmp_path / ('n' * 300)
+  assert train.main(['--steps', '1', '--checkpoint-dir', str(long)]) == 1
+  assert capsys.readouterr().err == f'error: cannot use run dir {long} (File name too long); pass another --checkpoint-dir\n'
+  assert train.main(['--steps', '1', '--checkpoint-dir', str(tmp_path / 'file' / 'run')]) == 1
+  assert capsys.readouterr().err == (f'error: cannot create run dir {tmp_path / "file" / "run"} (Not a directory); '
+                                     'pass another --checkpoint-dir\n')
+  for out in (long, tmp_path / 'file' / 'm'):
+    assert export_lib.main(['--out', str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f'error: cannot use {out} (') and err.count('\n') == 1
+  assert evaluate.main(['--out', str(long)]) == 2
+  assert capsys.readouterr().err == f'error: cannot use --out {long} (File name too long); pass another --out\n'
+  assert (tmp_path / 'file').read_text() == 'keep me'
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+  """A 300 KB tmpfs: a disk that fills at the first checkpoint or figure (needs root and mount)."""
+  import subprocess
+  mount = tmp_path / 'full'
+  mount.mkdir()
+  if subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=300k', 'tmpfs', str(mount)], capture_output=True).returncode:
+    pytest.skip('cannot mount a small tmpfs here (needs root)')
+  yield mount
+  subprocess.run(['umount', str(mount)], check=True)
+
+
+def test_a_full_disk_is_one_line_for_train_and_evaluate(tiny_config, run_options, full_disk, tmp_path, capsys):
+  from digitrec_jax import CheckpointError, evaluate, train_and_evaluate
+  with pytest.raises(CheckpointError, match=rf'^no room for checkpoint {full_disk / "run" / "best" / "3"}: it needs '
+                                            r'about [\d.]+ MB and 0\.\d MB are free; free some space$'):
+    train_and_evaluate(tiny_config, full_disk / 'run', **run_options)
+  train_and_evaluate(tiny_config, tmp_path / 'run', **run_options)  # A real run to evaluate...
+  (full_disk / 'filler').write_bytes(b'\0' * (300 * 1024 - 8192))  # ...into a folder with no room left.
+  code = evaluate.main(['--checkpoint', str(tmp_path / 'run'), '--data-dir', run_options['data_dir'],
+                        '--out', str(full_disk / 'report')])
+  err = capsys.readouterr().err
+  assert code == 1
+  assert err.endswith(' (No space left on device); free space or pass another --out\n') and err.count('\n') == 1
+
+
+def test_data_files_that_are_folders_or_unreadable_are_named(tmp_path, monkeypatch):
+  from digitrec_jax import data as data_lib
+  folder = tmp_path / 'mnist'
+  folder.mkdir()
+  for name in data_lib.FILE_NAMES:
+    (folder / name).write_bytes(b'x')
+  labels = folder / 't10k-labels-idx1-ubyte.gz'
+  labels.unlink()
+  labels.mkdir()
+  with pytest.raises(DataError, match=rf'^{labels} is not a regular file \(a folder, FIFO or device\); replace it '
+                                      'with the canonical file$'):
+    load_mnist('test', str(folder))
+  labels.rmdir()
+  labels.write_bytes(b'x')
+  # Root reads every file, so a chmod cannot show it here: the permission check itself is faked.
+  real_access = data_lib.os.access
+  monkeypatch.setattr(data_lib.os, 'access', lambda p, mode: Path(p) != labels and real_access(p, mode))
+  with pytest.raises(DataError, match=rf'^cannot read {labels} \(permission denied\); make them readable$'):
+    load_mnist('test', str(folder))
+
+
+def test_a_read_only_folder_is_one_line_for_train_export_and_evaluate(tiny_config, run_options, tmp_path, capsys):
+  import subprocess
+
+  from digitrec_jax import evaluate, train_and_evaluate
+  from digitrec_jax import export as export_lib
+  ro = tmp_path / 'ro'
+  ro.mkdir()
+  # Root writes through chmod, so the folder is a read-only mount.
+  if subprocess.run(['mount', '-t', 'tmpfs', '-o', 'ro,size=64k', 'tmpfs', str(ro)], capture_output=True).returncode:
+    pytest.skip('cannot mount a read-only tmpfs here (needs root)')
+  try:
+    train_and_evaluate(tiny_config, tmp_path / 'run', **run_options)
+    assert train.main(['--steps', '1', '--data-dir', run_options['data_dir'], '--checkpoint-dir', str(ro / 'run')]) == 1
+    assert capsys.readouterr().err == (f'error: cannot create run dir {ro / "run"} (Read-only file system); '
+                                       'pass another --checkpoint-dir\n')
+    assert export_lib.main(['--checkpoint', str(tmp_path / 'run'), '--out', str(ro / 'm')]) == 1
+    assert capsys.readouterr().err == f'error: cannot write {ro}/m (Read-only file system); free space or choose another --out\n'
+    assert evaluate.main(['--checkpoint', str(tmp_path / 'run'), '--data-dir', run_options['data_dir'],
+                          '--out', str(ro / 'report')]) == 1
+    assert capsys.readouterr().err == (f'error: cannot create {ro / "report"} (Read-only file system); '
+                                       'pass another --out\n')
+  finally:
+    subprocess.run(['umount', str(ro)], check=True)

@@ -202,3 +202,21 @@ def test_a_closed_pipe_ends_the_cli_quietly(tmp_path):
   err = proc.stderr.read().decode()
   proc.wait(timeout=120)
   assert 'Traceback' not in err and 'BrokenPipe' not in err, err
+
+
+def test_a_best_step_rotated_away_while_loading_is_retried_not_called_corrupt(monkeypatch, tmp_path):
+  calls = []
+
+  def rotating(root):
+    calls.append(root)
+    if len(calls) < 3:  # A running training deleted the step between listing and reading it.
+      raise predict_lib._Rotated
+    return 'variables', 'config', {'step': 7}
+
+  monkeypatch.setattr(predict_lib, '_restore', rotating)
+  assert predict_lib.load_variables(tmp_path) == ('variables', 'config', {'step': 7}) and len(calls) == 3
+  calls.clear()
+  monkeypatch.setattr(predict_lib, '_restore', lambda root: (_ for _ in ()).throw(predict_lib._Rotated()))
+  with pytest.raises(predict_lib.CheckpointError,
+                     match=rf'^the checkpoints in {tmp_path} kept changing while they were read; try again$'):
+    predict_lib.load_variables(tmp_path)
