@@ -3,7 +3,8 @@
 Measures training throughput and compile time (default, fast and best presets), process-start-to-
 result time of `train.py --preset fast` over seeds, predict latency, GUI start-up, checkpoint save and
 restore, peak RSS, the canvas robustness of the shipped model (benchmarks/canvas.py), its accuracy on
-writer styles (benchmarks/styles.py) and its rejection of non-digits (benchmarks/rejection.py). Writes
+writer styles (benchmarks/styles.py), its rejection of non-digits (benchmarks/rejection.py) and whole
+numbers drawn and photographed (benchmarks/numbers.py). Writes
 benchmarks/results.json and regenerates the README's performance
 table from it. --quick runs a few of each into a temporary file instead, as a smoke test (CI).
 """
@@ -148,6 +149,15 @@ def render_table(results: dict) -> str:
         f'| same: MNIST test named correctly, "not a digit" counted as an error | '
         f'{rj["mnist_test_named_correctly"]:.2%} | ≥ 99.5% |',
     ]
+  nb = results.get('numbers')
+  if nb:
+    by_length = ', '.join(f'{n}: {nb["drawn"][str(n)]:.0%}' for n in range(2, 7))
+    lines += [
+        f'| whole numbers of 2–6 MNIST test digits drawn on a wide canvas (`benchmarks.numbers`, '
+        f'{nb["numbers_per_length"]} per length; {by_length}) | {nb["drawn"]["all"]:.1%} | ≥ 98% |',
+        f'| same numbers as photos (grey or beige paper, uneven light, noise, JPEG) | {nb["photo"]["all"]:.1%} | |',
+        f'| single digits as photos ({nb["single_digit_photos"]:,}) | {nb["photo_single_digit"]:.1%} | ≥ 99% |',
+    ]
   lines += [
       '',
       f'Measured by `{results["command"]}` on {hw["cpu"]} ({hw["device"]}), jax {hw["jax"]}, '
@@ -169,12 +179,12 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument('--data-dir', default=os.environ.get('DIGITREC_DATA_DIR'))
   parser.add_argument('--out', default=None, help='results file (default: benchmarks/results.json)')
   parser.add_argument('--only', default=None, help='comma-separated sections to re-measure, keeping the others '
-                      'from the results file: train, fast_preset, gui, checkpoint, canvas, styles, rejection')
+                      'from the results file: train, fast_preset, gui, checkpoint, canvas, styles, rejection, numbers')
   args = parser.parse_args(argv)
   if not args.data_dir:
     parser.error('pass --data-dir or set DIGITREC_DATA_DIR to the MNIST folder')
   sys.path.insert(0, str(ROOT))
-  from benchmarks import canvas, gui_latency, rejection, styles
+  from benchmarks import canvas, gui_latency, numbers, rejection, styles
   quick = args.quick
   sections = {
       'train': lambda: {p: throughput(p, chunks=1 if quick else 20) for p in ('default', 'fast', 'best')},
@@ -188,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
       'styles': lambda: styles.measure(args.data_dir, limit=20 if quick else None),
       'rejection': lambda: rejection.measure(args.data_dir, limit=100 if quick else None,
                                              figure=None if quick else ROOT / 'docs' / 'rejection_curve.png'),
+      'numbers': lambda: numbers.measure(args.data_dir, limit=4 if quick else None),
   }
   only = args.only.split(',') if args.only else list(sections)
   unknown = sorted(set(only) - set(sections))

@@ -14,6 +14,7 @@ _EXPORTS = {
     'train_step': 'training',
     'Prediction': 'predict', 'Predictor': 'predict', 'input_saliency': 'predict', 'load_model': 'predict',
     'load_predictor': 'predict', 'load_variables': 'predict',
+    'DigitReading': 'numbers', 'NumberReading': 'numbers', 'read_number': 'numbers',
 }
 __all__ = sorted(_EXPORTS)
 

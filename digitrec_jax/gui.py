@@ -18,13 +18,15 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from digitrec_jax.model import NOT_A_DIGIT  # noqa: E402
-from digitrec_jax.preprocess import STROKE_WIDTH, EmptyDrawingError, preprocess_drawing, render_strokes  # noqa: E402
+from digitrec_jax.numbers import read_number  # noqa: E402
+from digitrec_jax.preprocess import RENDER_SIZE, STROKE_WIDTH  # noqa: E402
 
 # Below this calibrated top probability the window says it is unsure between digits.
 UNSURE_BELOW = 0.6
 NOT_A_DIGIT_TEXT = 'not a digit'
 _DIGIT_FONT, _REJECT_FONT = ('TkDefaultFont', 64, 'bold'), ('TkDefaultFont', 22, 'bold')
 MIN_CANVAS = 280
+CANVAS_ASPECT = 2  # The canvas is twice as wide as tall, so a number fits.
 PREVIEW_SCALE = 4
 DEBOUNCE_MS = 60
 EMPTY_TEXT = 'Draw a digit'
@@ -51,23 +53,28 @@ class DigitApp:
     self.strokes: list[list[tuple[float, float]]] = []
     self.probabilities: np.ndarray | None = None
     self.is_digit = False  # Whether the model names the drawing as a digit (the bars are greyed if not).
+    self.reading = None  # The NumberReading of the strokes.
     self.model_input: np.ndarray | None = None
     self.saliency: np.ndarray | None = None
     self._pending = None
     self._side = MIN_CANVAS
 
     root.title('digitrec_jax')
-    root.minsize(MIN_CANVAS + 320, 580)  # Tall enough for the whole side panel.
+    root.minsize(CANVAS_ASPECT * MIN_CANVAS + 320, 580)  # Tall enough for the whole side panel.
     root.columnconfigure(0, weight=1)
     root.rowconfigure(0, weight=1)
-    # The canvas stays square: it fills the largest square that fits its holder.
-    holder = tk.Frame(root, width=MIN_CANVAS, height=MIN_CANVAS)
+    # The canvas keeps its 2:1 shape, room for a number: the largest such rectangle in its holder. A
+    # single digit is drawn in a square of side `_side`, as before; strokes are in units of that side.
+    holder = tk.Frame(root, width=CANVAS_ASPECT * MIN_CANVAS, height=MIN_CANVAS)
     holder.grid(row=0, column=0, sticky='nsew', padx=8, pady=8)
-    self.canvas = tk.Canvas(holder, width=MIN_CANVAS, height=MIN_CANVAS, bg='white', cursor='pencil',
-                            highlightthickness=0)
-    self.canvas.place(x=0, y=0, width=MIN_CANVAS, height=MIN_CANVAS)
-    holder.bind('<Configure>', lambda e: self.canvas.place_configure(
-        width=max(MIN_CANVAS, min(e.width, e.height)), height=max(MIN_CANVAS, min(e.width, e.height))))
+    self.canvas = tk.Canvas(holder, width=CANVAS_ASPECT * MIN_CANVAS, height=MIN_CANVAS, bg='white',
+                            cursor='pencil', highlightthickness=0)
+    self.canvas.place(x=0, y=0, width=CANVAS_ASPECT * MIN_CANVAS, height=MIN_CANVAS)
+
+    def fit(e):
+      side = max(MIN_CANVAS, min(e.width // CANVAS_ASPECT, e.height))
+      self.canvas.place_configure(width=CANVAS_ASPECT * side, height=side)
+    holder.bind('<Configure>', fit)
 
     panel = tk.Frame(root)
     panel.grid(row=0, column=1, sticky='n', padx=8, pady=8)
@@ -107,7 +114,7 @@ class DigitApp:
 
   # Drawing.
   def _unit(self, event) -> tuple[float, float]:
-    return (min(max(event.x / self._side, 0.0), 1.0), min(max(event.y / self._side, 0.0), 1.0))
+    return (min(max(event.x / self._side, 0.0), float(CANVAS_ASPECT)), min(max(event.y / self._side, 0.0), 1.0))
 
   def _on_press(self, event):
     self.strokes.append([self._unit(event)])
@@ -129,7 +136,7 @@ class DigitApp:
     self._schedule()
 
   def _on_resize(self, event):
-    self._side = max(1, min(event.width, event.height))
+    self._side = max(1, min(event.width // CANVAS_ASPECT, event.height))
     self._redraw_canvas()
 
   def _redraw_canvas(self):
@@ -141,6 +148,20 @@ class DigitApp:
         self.canvas.create_line(*points, width=w, fill='black', capstyle='round', joinstyle='round', smooth=True)
       x, y = points[0], points[1]
       self.canvas.create_oval(x - w / 2, y - w / 2, x + w / 2, y + w / 2, fill='black', outline='')
+    self._draw_boxes()
+
+  def _draw_boxes(self):
+    """One box per digit, with its reading, when the drawing holds more than one."""
+    self.canvas.delete('box')
+    if self.reading is None or len(self.reading.digits) < 2:
+      return
+    k = self._side / RENDER_SIZE  # Boxes are in render pixels.
+    for d in self.reading.digits:
+      left, top, right, bottom = (c * k for c in d.box)
+      colour = '#2a7' if d.digit != NOT_A_DIGIT else '#c33'
+      self.canvas.create_rectangle(left, top, right, bottom, outline=colour, dash=(3, 2), tags='box')
+      label = '?' if d.digit == NOT_A_DIGIT else f'{d.digit} {d.probs.max():.0%}'
+      self.canvas.create_text(left + 2, max(top - 2, 10), text=label, anchor='sw', fill=colour, tags='box')
 
   # Editing.
   def clear(self):
@@ -164,33 +185,38 @@ class DigitApp:
     if self._pending is not None:
       self.root.after_cancel(self._pending)
       self._pending = None
-    try:
-      x = preprocess_drawing(render_strokes(self.strokes)) if self.strokes else None
-    except EmptyDrawingError:
-      x = None
+    self.reading = read_number(self.predictor, self.strokes) if self.strokes else None
     self.digit_label.configure(font=_DIGIT_FONT)
-    if x is None:
+    if self.reading is None or not self.reading.digits:
+      self.reading = None
       self.probabilities, self.model_input, self.is_digit = None, None, False
       self.digit_var.set('')
       self.message_var.set(EMPTY_TEXT)
     else:
-      self.model_input = x
-      result = self.predictor.classify(x[None])
-      self.probabilities = result.probs[0]
-      self.is_digit = int(result.digits[0]) != NOT_A_DIGIT
+      digits = self.reading.digits
+      # The bars and the preview show the least sure digit: the one to check.
+      shown = min(digits, key=lambda d: (d.digit != NOT_A_DIGIT, d.digit_score * float(d.probs.max())))
+      self.model_input, self.probabilities = shown.model_input, shown.probs
+      self.is_digit = shown.digit != NOT_A_DIGIT
       top = int(np.argmax(self.probabilities))
       confidence = float(self.probabilities[top])
-      if not self.is_digit:
+      if len(digits) > 1:
+        self.digit_label.configure(font=_DIGIT_FONT if len(digits) <= 3 else _REJECT_FONT)
+        self.digit_var.set(self.reading.text)
+        self.message_var.set('  '.join('? not a digit' if d.digit == NOT_A_DIGIT else f'{d.digit} {d.probs.max():.1%}'
+                                       for d in digits))
+      elif not self.is_digit:
         # Letters, scribbles and digits still being drawn land here.
         self.digit_label.configure(font=_REJECT_FONT)
         self.digit_var.set(NOT_A_DIGIT_TEXT)
-        self.message_var.set(f'{float(result.digit_scores[0]):.0%} like a digit')
+        self.message_var.set(f'{shown.digit_score:.0%} like a digit')
       elif confidence < UNSURE_BELOW:
         self.digit_var.set('?')
         self.message_var.set(f'unsure: maybe {top} ({confidence:.0%})')
       else:
         self.digit_var.set(str(top))
         self.message_var.set(f'{confidence:.1%} confident')
+    self._draw_boxes()
     self._draw_bars()
     self._draw_preview()
 

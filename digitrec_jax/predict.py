@@ -21,7 +21,8 @@ from digitrec_jax import training
 from digitrec_jax.checkpoint import CheckpointError
 from digitrec_jax.config import TrainConfig
 from digitrec_jax.model import CNN, IMAGE_SHAPE, NOT_A_DIGIT, ApplyFn, Variables, make_apply_fn
-from digitrec_jax.preprocess import EmptyDrawingError, looks_inverted, preprocess_drawing
+from digitrec_jax.numbers import read_number
+from digitrec_jax.preprocess import EmptyDrawingError
 
 # Images larger than this many pixels are refused before decoding (a decompression-bomb guard).
 MAX_IMAGE_PIXELS = 40_000_000
@@ -246,8 +247,35 @@ def read_image_file(path: str | Path):
     raise ImageFileError(f'{path} uses an unsupported image mode ({e}); save it as RGB or greyscale') from e
 
 
+def _text_row(name: str, reading) -> str:
+  """One digit: it and the top 3 (or `not a digit`); several: the number and each digit's probability."""
+  if len(reading.digits) == 1:
+    d = reading.digits[0]
+    top = np.argsort(d.probs)[::-1][:3]
+    listed = ', '.join(f'{k} {d.probs[k]:.1%}' for k in top)
+    if d.digit == NOT_A_DIGIT:
+      return f'{name}: not a digit  (digit score {d.digit_score:.1%}; closest {listed})'
+    return f'{name}: {d.digit}  ({listed})'
+  each = ', '.join('? not a digit' if d.digit == NOT_A_DIGIT else f'{d.digit} {d.probs.max():.1%}'
+                   for d in reading.digits)
+  return f'{name}: {reading.text}  ({each})'
+
+
+def _json_row(name: str, reading) -> dict[str, Any]:
+  digits = [{'digit': None if d.digit == NOT_A_DIGIT else d.digit, 'digit_score': round(d.digit_score, 6),
+             'probability': round(float(d.probs.max()), 6), 'box': list(d.box)} for d in reading.digits]
+  row = {'file': name, 'number': reading.text, 'confidence': round(reading.confidence, 6), 'digits': digits}
+  if len(reading.digits) == 1:  # The single-digit fields, as before numbers were read.
+    d = reading.digits[0]
+    top = np.argsort(d.probs)[::-1][:3]
+    row.update(digit=digits[0]['digit'], digit_score=digits[0]['digit_score'],
+               top3=[{'digit': int(k), 'probability': round(float(d.probs[k]), 6)} for k in top])
+  return row
+
+
 def main(argv: list[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(prog='digitrec-predict', description='Recognise the digit in each image file.')
+  parser = argparse.ArgumentParser(prog='digitrec-predict',
+                                   description='Read the digit, or the number, in each image file.')
   parser.add_argument('images', nargs='+', metavar='IMG')
   parser.add_argument('--checkpoint', default=None, help='run dir (default: the shipped model)')
   parser.add_argument('--json', action='store_true', help='print one JSON object per line')
@@ -260,25 +288,16 @@ def main(argv: list[str] | None = None) -> int:
   failed = False
   for name in args.images:
     try:
-      image = read_image_file(name)
-      x = preprocess_drawing(image, invert=looks_inverted(image))
+      reading = read_number(predictor, read_image_file(name))
+      if not reading.digits:
+        raise EmptyDrawingError('the image is blank: it holds no strokes')
     except (ImageFileError, EmptyDrawingError) as e:
       failed = True
       message = str(e) if isinstance(e, ImageFileError) else f'{name}: {e}'
       print(json.dumps({'file': name, 'error': message}) if args.json else f'error: {message}',
             file=sys.stdout if args.json else sys.stderr)
       continue
-    result = predictor.classify(x[None])
-    digit, probs, score = int(result.digits[0]), result.probs[0], float(result.digit_scores[0])
-    top = np.argsort(probs)[::-1][:3]
-    if args.json:
-      print(json.dumps({'file': name, 'digit': None if digit == NOT_A_DIGIT else digit,
-                        'digit_score': round(score, 6),
-                        'top3': [{'digit': int(k), 'probability': round(float(probs[k]), 6)} for k in top]}))
-    elif digit == NOT_A_DIGIT:
-      print(f'{name}: not a digit  (digit score {score:.1%}; closest ' + ', '.join(f'{k} {probs[k]:.1%}' for k in top) + ')')
-    else:
-      print(f'{name}: {digit}  (' + ', '.join(f'{k} {probs[k]:.1%}' for k in top) + ')')
+    print(json.dumps(_json_row(name, reading)) if args.json else _text_row(name, reading))
   return 1 if failed else 0
 
 

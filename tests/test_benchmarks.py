@@ -18,7 +18,8 @@ def test_quick_suite_writes_every_figure(real_data_dir, tmp_path, monkeypatch, c
   assert run.main(['--quick', '--data-dir', real_data_dir, '--out', str(out)]) == 0
   results = json.loads(out.read_text())
   assert set(results) == {'hardware', 'command', 'commands', 'train', 'fast_preset', 'gui', 'checkpoint', 'canvas',
-                          'styles', 'rejection'}
+                          'styles', 'rejection', 'numbers'}
+  assert set(results['numbers']['drawn']) == {'2', '3', '4', '5', '6', 'all'}
   from benchmarks import styles
   assert list(results['styles']['forms']) == list(styles.FORMS)
   assert all(0 <= r['named_correctly'] <= r['accuracy'] <= 1 for r in results['styles']['forms'].values())
@@ -43,7 +44,7 @@ def test_only_rejects_unknown_sections(real_data_dir, capsys):
   with pytest.raises(SystemExit) as e:
     run.main(['--quick', '--data-dir', real_data_dir, '--only', 'train,bogus'])
   assert e.value.code == 2
-  assert 'unknown --only section bogus; choose from train, fast_preset, gui, checkpoint, canvas, styles, rejection' in capsys.readouterr().err
+  assert 'unknown --only section bogus; choose from train, fast_preset, gui, checkpoint, canvas, styles, rejection, numbers' in capsys.readouterr().err
 
 
 def test_readme_table_is_generated_from_committed_results():

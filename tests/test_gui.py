@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -52,7 +53,7 @@ def app(display, predictor):
 
   from digitrec_jax import gui
   root = tk.Tk()
-  root.geometry('640x580')
+  root.geometry('900x580')
   application = gui.DigitApp(root, predictor)
   root.update()
   yield application
@@ -129,6 +130,24 @@ def test_a_drawn_x_is_not_a_digit_and_greys_the_bars(app):
   app.root.event_generate('<Escape>')
   _settle(app, 0.2)
   assert app.digit_var.get() == '' and app.message_var.get() == 'Draw a digit'
+
+
+def test_a_number_drawn_side_by_side_is_read_with_a_box_per_digit(app):
+  four = [_line((0.45, 0.2), (0.3, 0.6)) + _line((0.3, 0.6), (0.65, 0.6))[1:], _line((0.55, 0.3), (0.55, 0.85))]
+  two = [[(1.3 + 0.15 * math.cos(a), 0.35 + 0.14 * math.sin(a)) for a in np.linspace(math.pi, 2.2 * math.pi, 14)]
+         + _line((1.42, 0.42), (1.22, 0.82))[1:] + _line((1.22, 0.82), (1.5, 0.82))[1:]]
+  for stroke in four + two:
+    _stroke(app, stroke)
+  _settle(app)
+  assert app.digit_var.get() == '42', (app.message_var.get(), app.reading)
+  assert re.fullmatch(r'4 \d+\.\d%  2 \d+\.\d%', app.message_var.get())
+  boxes = [i for i in app.canvas.find_withtag('box') if app.canvas.type(i) == 'rectangle']
+  assert len(boxes) == 2
+  (l1, _, r1, _), (l2, _, r2, _) = (app.canvas.coords(b) for b in boxes)
+  assert r1 < l2 + 0.1 * app._side  # Side by side, left to right.
+  app.root.event_generate('<Control-z>')  # Undo the 2: back to one digit, no boxes.
+  _settle(app, 0.3)
+  assert app.digit_var.get() == '4' and not app.canvas.find_withtag('box')
 
 
 def test_single_dot_does_not_crash(app):

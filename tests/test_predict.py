@@ -143,7 +143,9 @@ def _png_header(width: int, height: int) -> bytes:
 def test_every_per_file_failure_is_one_line_and_the_rest_are_still_read(tmp_path, capsys, cli_model):
   import os
   lab = tmp_path / 'lab.tif'
-  Image.new('LAB', (40, 40), (100, 0, 0)).save(lab)  # A LAB-colour TIFF: once a traceback, now read.
+  lab_image = Image.new('LAB', (40, 40), (255, 128, 128))  # A LAB-colour TIFF: once a traceback, now read.
+  ImageDraw.Draw(lab_image).rectangle([18, 6, 22, 34], fill=(0, 128, 128))  # A dark bar on white.
+  lab_image.save(lab)
   long_name = tmp_path / ('d' * 300 + '.png')
   fifo = tmp_path / 'fifo.png'
   os.mkfifo(fifo)

@@ -1,0 +1,114 @@
+"""Whole numbers: `python -m benchmarks.numbers [--limit N]`.
+
+Numbers of 2 to 6 digits made from MNIST test digits, drawn dark on a light canvas at the window's
+scale: random gaps (some nearly touching), sizes and baselines. The same numbers are also rendered as
+photos: darker ink on light-grey or beige paper under an illumination gradient, with noise and JPEG
+compression; and single digits as photos. Reports whole-number accuracy by length through
+`read_number`, the library's path for files. A development aid with its own seeds, not a held-out measure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import sys
+
+import numpy as np
+from PIL import Image
+
+SEED = 5_150_001  # Never used by training.
+HEIGHT = 280
+
+
+def _crop(digit: np.ndarray) -> np.ndarray:
+  ink = np.asarray(digit, np.float32).reshape(28, 28) / 255.0
+  rows, cols = np.flatnonzero((ink > 0.1).any(1)), np.flatnonzero((ink > 0.1).any(0))
+  return ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+
+
+def compose(digits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+  """Ink [H, W] in [0, 1] of MNIST digits written left to right."""
+  height = rng.uniform(0.35, 0.6) * HEIGHT
+  pieces, x = [], 20
+  for digit in digits:
+    crop = _crop(digit)
+    h = max(8, int(height * rng.uniform(0.85, 1.15)))
+    w = max(3, int(crop.shape[1] * h / crop.shape[0]))
+    big = np.asarray(Image.fromarray(crop, mode='F').resize((w, h), Image.Resampling.BILINEAR), np.float32)
+    top = int(HEIGHT / 2 - h / 2 + rng.uniform(-0.12, 0.12) * height)
+    pieces.append((x, max(0, top), big))
+    gap = height * (rng.uniform(0.04, 0.1) if rng.random() < 0.3 else rng.uniform(0.12, 0.45))
+    x += w + int(gap)
+  canvas = np.zeros((HEIGHT, x + 20), np.float32)
+  for left, top, big in pieces:
+    h, w = big.shape
+    region = canvas[top:top + h, left:left + w]
+    region[...] = np.maximum(region, big[:region.shape[0], :region.shape[1]])
+  return canvas
+
+
+def as_drawing(ink: np.ndarray) -> np.ndarray:
+  return (255 * (1 - np.clip(ink, 0, 1))).astype(np.uint8)
+
+
+def as_photo(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+  """Ink on grey or beige paper, lit unevenly, with sensor noise and JPEG compression (RGB uint8)."""
+  h, w = ink.shape
+  paper = np.array([0.82, 0.8, 0.78]) if rng.random() < 0.5 else np.array([0.9, 0.84, 0.7])
+  paper = paper * rng.uniform(0.8, 1.05)
+  angle = rng.uniform(0, 2 * np.pi)
+  ys, xs = np.mgrid[0:h, 0:w] / max(h, w)
+  light = 1 + rng.uniform(0.1, 0.3) * ((xs - 0.5) * np.cos(angle) + (ys - 0.5) * np.sin(angle))
+  strength = rng.uniform(0.55, 0.85)
+  rgb = paper[None, None] * light[..., None] * (1 - strength * np.clip(ink, 0, 1)[..., None])
+  rgb = rgb + rng.normal(0, 0.02, rgb.shape)
+  image = Image.fromarray((np.clip(rgb, 0, 1) * 255).astype(np.uint8))
+  buffer = io.BytesIO()
+  image.save(buffer, format='JPEG', quality=int(rng.integers(60, 90)))
+  return np.asarray(Image.open(buffer).convert('RGB'))
+
+
+def measure(data_dir: str | None, limit: int | None = None, predictor=None) -> dict:
+  from digitrec_jax import load_mnist, load_predictor
+  from digitrec_jax.numbers import read_number
+  images, labels = load_mnist('test', data_dir)
+  predictor = predictor or load_predictor()
+  per_length = limit or 100
+  rng = np.random.default_rng(SEED)
+  result = {'drawn': {}, 'photo': {}}
+  for length in range(2, 7):
+    right = {'drawn': 0, 'photo': 0}
+    for _ in range(per_length):
+      idx = rng.integers(0, len(labels), length)
+      truth = ''.join(str(d) for d in labels[idx])
+      ink = compose(images[idx], rng)
+      right['drawn'] += read_number(predictor, as_drawing(ink)).text == truth
+      right['photo'] += read_number(predictor, as_photo(ink, rng)).text == truth
+    for kind in right:
+      result[kind][str(length)] = right[kind] / per_length
+  for kind in ('drawn', 'photo'):
+    result[kind]['all'] = float(np.mean([result[kind][str(n)] for n in range(2, 7)]))
+  singles = limit * 5 if limit else 1000
+  idx = rng.integers(0, len(labels), singles)
+  result['photo_single_digit'] = float(np.mean([
+      read_number(predictor, as_photo(compose(images[i:i + 1], rng), rng)).text == str(labels[i]) for i in idx]))
+  result.update(numbers_per_length=per_length, single_digit_photos=singles, seed=SEED,
+                checkpoint=predictor.info['path'].split('checkpoints/')[-1])
+  return result
+
+
+def main(argv: list[str] | None = None) -> int:
+  parser = argparse.ArgumentParser(prog='python -m benchmarks.numbers', description=__doc__.splitlines()[0])
+  parser.add_argument('--limit', type=int, default=None, help='numbers per length (default 100)')
+  parser.add_argument('--data-dir', default=os.environ.get('DIGITREC_DATA_DIR'))
+  parser.add_argument('--checkpoint', default=None, help='run dir (default: the shipped model)')
+  args = parser.parse_args(argv)
+  from digitrec_jax import load_predictor
+  print(json.dumps(measure(args.data_dir, args.limit, load_predictor(args.checkpoint)), indent=2))
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())

@@ -1,0 +1,248 @@
+"""Whole numbers: `read_number(predictor, drawing)` splits a drawing, a scan or a photo into digits and
+reads each one with the Predictor.
+
+Strokes from the window are grouped by their horizontal overlap, so a 4 or a 5 drawn in two strokes
+stays one digit. Images are binarized against an estimate of the paper's own brightness (a large
+median filter, so shadows and gradients drop out, then Otsu's threshold on the darkness), cut into
+connected components (`scipy.ndimage.label`: scipy already comes with jax, and its labelling handles
+8-connectivity and sizes in C), merged where parts overlap horizontally (the separate top bar of a 5)
+and, where a part is too wide for one digit, cut at the low-ink column whose two sides the model reads
+best (recognition-based segmentation). Each part goes
+through `preprocess_drawing`, exactly as a single digit does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+from digitrec_jax.model import NOT_A_DIGIT
+from digitrec_jax.preprocess import RENDER_SIZE, STROKE_WIDTH, Strokes, preprocess_drawing
+
+# Boxes overlapping by at least this share of the narrower one's width belong to one digit.
+MERGE_OVERLAP = 0.25
+# A part wider than this many times its height may hold touching digits: cuts are tried.
+SPLIT_ASPECT = 0.9
+# Components smaller than this share of the largest one are specks (dust, JPEG noise) and are dropped.
+SPECK = 0.04
+# Darkness (relative to the paper) below this is never ink: blank paper stays blank.
+MIN_CONTRAST = 0.18
+# More parts than this is texture or noise, not a number.
+MAX_PARTS = 12
+
+Box = tuple[int, int, int, int]  # left, top, right, bottom (exclusive), in the input's pixels
+
+
+@dataclasses.dataclass(frozen=True)
+class DigitReading:
+  digit: int  # 0-9, or NOT_A_DIGIT
+  probs: np.ndarray  # [10] calibrated digit probabilities
+  digit_score: float
+  box: Box
+  model_input: np.ndarray | None = dataclasses.field(default=None, repr=False)  # [28, 28, 1], what the model saw
+
+
+@dataclasses.dataclass(frozen=True)
+class NumberReading:
+  text: str  # the digits read, with '?' for a part that is not a digit; '' for an empty input
+  digits: tuple[DigitReading, ...]
+  confidence: float  # probability that every digit is read right: the product of the top probabilities
+
+  @property
+  def is_number(self) -> bool:
+    return bool(self.text) and '?' not in self.text
+
+
+def _merge_boxes(boxes: list[Box]) -> list[list[int]]:
+  """Groups of box indices, left to right, joining boxes that overlap horizontally."""
+  order = sorted(range(len(boxes)), key=lambda i: (boxes[i][0] + boxes[i][2]) / 2)
+  groups: list[list[int]] = []
+  spans: list[list[float]] = []
+  for i in order:
+    left, _, right, _ = boxes[i]
+    if spans:
+      g_left, g_right = spans[-1]
+      overlap = min(right, g_right) - max(left, g_left)
+      if overlap >= MERGE_OVERLAP * max(1, min(right - left, g_right - g_left)):
+        groups[-1].append(i)
+        spans[-1] = [min(left, g_left), max(right, g_right)]
+        continue
+    groups.append([i])
+    spans.append([left, right])
+  return groups
+
+
+def _union(boxes: Sequence[Box]) -> Box:
+  return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
+
+
+def render_wide(strokes: Strokes, scale: int = RENDER_SIZE) -> Image.Image:
+  """Strokes in canvas units (the window's side is 1; a wide canvas runs past x = 1) drawn at `scale`
+  pixels per unit with the window's pen: each digit gets the pixels the window would give it alone."""
+  from PIL import ImageDraw
+  points = [p for stroke in strokes for p in stroke]
+  width = max(1, int(np.ceil(max(x for x, _ in points) * scale)) + 8)
+  height = max(1, int(np.ceil(max(y for _, y in points) * scale)) + 8)
+  image = Image.new('L', (max(width, scale), max(height, scale)), 255)
+  draw = ImageDraw.Draw(image)
+  pen = max(1, round(STROKE_WIDTH * scale))
+  for stroke in strokes:
+    xy = [(x * scale, y * scale) for x, y in stroke]
+    if len(xy) > 1:
+      draw.line(xy, fill=0, width=pen, joint='curve')
+    for x, y in (xy[0], xy[-1]):
+      draw.ellipse((x - pen / 2, y - pen / 2, x + pen / 2, y + pen / 2), fill=0)
+  return image
+
+
+def _stroke_parts(strokes: Strokes, scale: int = RENDER_SIZE) -> list[tuple[Box, np.ndarray]]:
+  """(box, ink crop) per digit of window strokes, each digit rendered alone, as the window renders it."""
+  strokes = [s for s in strokes if len(s)]
+  if not strokes:
+    return []
+  pen = STROKE_WIDTH * scale / 2 + 2
+  boxes = []
+  for stroke in strokes:
+    xy = np.asarray(stroke, np.float64) * scale
+    boxes.append((int(xy[:, 0].min() - pen), int(xy[:, 1].min() - pen), int(xy[:, 0].max() + pen) + 1,
+                  int(xy[:, 1].max() + pen) + 1))
+  parts = []
+  for group in _merge_boxes(boxes):
+    ink = 1.0 - np.asarray(render_wide([strokes[i] for i in sorted(group)], scale), np.float32) / 255.0
+    h, w = ink.shape
+    left, top, right, bottom = _union([boxes[i] for i in group])
+    box = (max(0, left), max(0, top), min(w, right), min(h, bottom))
+    parts.append((box, ink[box[1]:box[3], box[0]:box[2]]))
+  return parts
+
+
+def ink_of_image(image: Image.Image | np.ndarray) -> np.ndarray:
+  """Darkness of each pixel relative to the paper around it, in [0, 1], 0 where it is not ink.
+
+  The paper's brightness is a median over a window a quarter of the image's short side, so uneven
+  light and shadows cancel; a light-on-dark image (as MNIST) is turned round first.
+  """
+  from scipy import ndimage
+
+  from digitrec_jax.preprocess import _to_grayscale, looks_inverted
+  inverted = looks_inverted(image)
+  gray = _to_grayscale(image, background=255 if inverted else 0)
+  if not inverted:
+    gray = 1.0 - gray
+  size = max(3, min(gray.shape) // 4) | 1
+  # The median of a downscaled copy: the same estimate at a fraction of the cost.
+  step = max(1, min(gray.shape) // 64)
+  small = gray[::step, ::step]
+  paper = ndimage.median_filter(small, size=max(3, size // step | 1), mode='nearest')
+  paper = np.asarray(Image.fromarray(paper).resize(gray.shape[::-1], Image.Resampling.BILINEAR), np.float32)
+  paper = np.maximum(paper, gray)  # Paper is never darker than what lies on it... where there is no ink.
+  dark = np.clip((paper - gray) / np.maximum(paper, 0.05), 0.0, 1.0)
+  if dark.max() < MIN_CONTRAST:
+    return np.zeros_like(dark)
+  threshold = max(_otsu(dark), MIN_CONTRAST)
+  ink = dark >= threshold
+  # Faint ink (a grey pencil, a dim photo) is scaled up to full strength, as MNIST's strokes are.
+  full = float(np.percentile(dark[ink], 90)) if ink.any() else 1.0
+  return np.where(ink, np.clip(dark / max(full, 1e-3), 0.0, 1.0), 0.0).astype(np.float32)
+
+
+def _otsu(values: np.ndarray) -> float:
+  hist, edges = np.histogram(values, bins=64, range=(0.0, 1.0))
+  centres = (edges[:-1] + edges[1:]) / 2
+  w0 = np.cumsum(hist)
+  w1 = w0[-1] - w0
+  m0 = np.cumsum(hist * centres) / np.maximum(w0, 1)
+  m1 = (np.sum(hist * centres) - np.cumsum(hist * centres)) / np.maximum(w1, 1)
+  between = w0 * w1 * (m0 - m1) ** 2
+  return float(edges[int(np.argmax(between)) + 1])
+
+
+def _image_parts(ink: np.ndarray) -> list[tuple[Box, np.ndarray]]:
+  """(box, ink crop) per part of an ink map: components, merged where they overlap horizontally."""
+  from scipy import ndimage
+  labels, n = ndimage.label(ink > 0, structure=np.ones((3, 3)))
+  if n == 0:
+    return []
+  sizes = ndimage.sum_labels(np.ones_like(ink), labels, index=np.arange(1, n + 1))
+  slices = ndimage.find_objects(labels)
+  keep = [i for i in range(n) if sizes[i] >= SPECK * sizes.max()]
+  boxes = [(slices[i][1].start, slices[i][0].start, slices[i][1].stop, slices[i][0].stop) for i in keep]
+  parts = []
+  for group in _merge_boxes(boxes):
+    members = np.isin(labels, [keep[i] + 1 for i in group])
+    own = np.where(members, ink, 0.0)  # Only this digit's components, not a neighbour reaching into its box.
+    left, top, right, bottom = _union([boxes[i] for i in group])
+    parts.append(((left, top, right, bottom), own[top:bottom, left:right]))
+  return parts
+
+
+def _read(predictor, crop: np.ndarray) -> tuple[int, np.ndarray, float]:
+  result = predictor.classify(preprocess_drawing(crop, invert=False)[None])
+  return int(result.digits[0]), result.probs[0], float(result.digit_scores[0])
+
+
+def _reading(predictor, box: Box, crop: np.ndarray) -> DigitReading:
+  x = preprocess_drawing(crop, invert=False)
+  result = predictor.classify(x[None])
+  return DigitReading(int(result.digits[0]), result.probs[0], float(result.digit_scores[0]), box, x)
+
+
+def _sureness(reading: tuple[int, np.ndarray, float]) -> float:
+  digit, probs, score = reading
+  return 0.0 if digit == NOT_A_DIGIT else score * float(probs.max())
+
+
+def _split_touching(predictor, box: Box, crop: np.ndarray, depth: int = 0) -> list[tuple[Box, np.ndarray]]:
+  """A part too wide for one digit, cut where the two sides read best (recognition-based segmentation).
+
+  Candidate cuts are the columns with little ink in the middle half; the cut is kept only when both
+  sides read as digits more surely than the whole does.
+  """
+  height, width = crop.shape
+  if width <= SPLIT_ASPECT * height or width < 8 or depth > 3:
+    return [(box, crop)]
+  columns = crop.sum(0)
+  lo, hi = int(width * 0.25), int(width * 0.75)
+  candidates = np.argsort(columns[lo:hi], kind='stable')[:6] + lo
+  whole = _sureness(_read(predictor, crop))
+  best, best_cut = whole, None
+  for cut in candidates:
+    left_side, right_side = crop[:, :cut], crop[:, cut:]
+    if left_side.max() <= 0 or right_side.max() <= 0:
+      continue
+    sure = min(_sureness(_read(predictor, left_side)), _sureness(_read(predictor, right_side)))
+    if sure > best:
+      best, best_cut = sure, int(cut)
+  if best_cut is None:
+    return [(box, crop)]
+  left, top, right, bottom = box
+  return (_split_touching(predictor, (left, top, left + best_cut, bottom), crop[:, :best_cut], depth + 1)
+          + _split_touching(predictor, (left + best_cut, top, right, bottom), crop[:, best_cut:], depth + 1))
+
+
+def read_number(predictor, drawing: Image.Image | np.ndarray | Strokes) -> NumberReading:
+  """The number in `drawing`: window strokes (lists of (x, y) in canvas units), or an image (a drawing
+  dark on light, a scan or a photo, PIL or numpy). One drawn digit reads exactly as `predictor.classify`
+  of `preprocess_drawing(render_strokes(strokes))`; an empty input reads as ''."""
+  if isinstance(drawing, (list, tuple)):
+    parts = _stroke_parts(drawing)
+    size = None
+  else:
+    ink = ink_of_image(drawing)
+    size = ink.shape
+    parts = _image_parts(ink)
+    if len(parts) <= MAX_PARTS:
+      parts = [piece for box, crop in parts for piece in _split_touching(predictor, box, crop)]
+  if not parts:
+    return NumberReading('', (), 0.0)
+  if len(parts) > MAX_PARTS and size is not None:  # Texture or noise: one part that is not a digit.
+    box = (0, 0, size[1], size[0])
+    return NumberReading('?', (DigitReading(NOT_A_DIGIT, np.full(10, 0.1, np.float32), 0.0, box),), 0.0)
+  # One image at a time: the shape the predictor has compiled for the window.
+  digits = tuple(_reading(predictor, box, crop) for box, crop in parts)
+  text = ''.join('?' if d.digit == NOT_A_DIGIT else str(d.digit) for d in digits)
+  confidence = 0.0 if '?' in text else float(np.prod([d.probs.max() for d in digits]))
+  return NumberReading(text, digits, confidence)

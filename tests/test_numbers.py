@@ -1,0 +1,109 @@
+"""read_number: strokes grouped into digits, images cut into components, photos binarized."""
+
+import math
+import re
+
+import numpy as np
+import pytest
+from helpers import tiny_predictor
+from PIL import Image, ImageDraw
+
+from digitrec_jax import numbers
+from digitrec_jax.preprocess import preprocess_drawing, render_strokes
+
+
+def _line(a, b, n=10):
+  return [(a[0] + (b[0] - a[0]) * t / n, a[1] + (b[1] - a[1]) * t / n) for t in range(n + 1)]
+
+
+def _arc(cx, cy, r, a0, a1, n=14):
+  return [(cx + r * math.cos(a), cy + r * math.sin(a)) for a in np.linspace(a0, a1, n)]
+
+
+ONE = [_line((0.3, 0.2), (0.28, 0.8))]
+TWO = [_arc(0.6, 0.35, 0.14, math.pi, 2.2 * math.pi) + _line((0.72, 0.42), (0.55, 0.8))[1:]
+       + _line((0.55, 0.8), (0.8, 0.8))[1:]]
+THREE = [_arc(1.0, 0.35, 0.12, -2.6, 1.6) + _arc(1.0, 0.62, 0.15, -1.6, 2.6)]
+FOUR = [_line((0.45, 0.2), (0.3, 0.6)) + _line((0.3, 0.6), (0.62, 0.6))[1:], _line((0.53, 0.3), (0.53, 0.85))]
+FIVE = [_line((0.4, 0.2), (0.38, 0.48)) + _arc(0.5, 0.63, 0.15, -2.4, 2.5)[1:], _line((0.4, 0.2), (0.66, 0.2))]
+
+
+@pytest.fixture(scope='module')
+def shipped():
+  from digitrec_jax import load_predictor
+  return load_predictor()
+
+
+def test_strokes_are_grouped_into_digits_by_overlap():
+  p = tiny_predictor()
+  assert len(numbers.read_number(p, ONE + TWO + THREE).digits) == 3
+  assert len(numbers.read_number(p, FOUR).digits) == 1  # Two strokes, one digit.
+  assert len(numbers.read_number(p, FIVE).digits) == 1  # The separate top bar stays with its 5.
+  boxes = [d.box for d in numbers.read_number(p, ONE + TWO + THREE).digits]
+  centres = [(b[0] + b[2]) / 2 for b in boxes]
+  assert centres == sorted(centres) and all(a[2] < b[2] for a, b in zip(boxes, boxes[1:]))  # Left to right.
+  assert numbers.read_number(p, []).text == '' and numbers.read_number(p, [[]]).digits == ()
+
+
+def test_one_drawn_digit_reads_exactly_as_the_predictor():
+  p = tiny_predictor(seed=4, calibration={'temperature': 0.9, 'threshold': 0.05})
+  reading = numbers.read_number(p, TWO)
+  expected = p.classify(preprocess_drawing(render_strokes(TWO))[None])
+  assert reading.digits[0].digit == expected.digits[0]
+  np.testing.assert_allclose(reading.digits[0].probs, expected.probs[0], atol=1e-6)
+
+
+def _one_five_and_touching_zeros(with_zeros=True):
+  image = Image.new('L', (400 if with_zeros else 220, 160), 255)
+  draw = ImageDraw.Draw(image)
+  draw.line([(40, 30), (40, 130)], fill=0, width=10)  # a 1
+  draw.line([(120, 30), (170, 30)], fill=0, width=10)  # the top bar of a 5, not touching its body
+  draw.line([(120, 42), (120, 75)], fill=0, width=10)
+  draw.arc((110, 65, 180, 135), -110, 150, fill=0, width=10)
+  if with_zeros:
+    draw.ellipse((230, 30, 290, 130), outline=0, width=10)  # two 0s that touch
+    draw.ellipse((286, 30, 346, 130), outline=0, width=10)
+  return np.asarray(image)
+
+
+def test_image_components_merge_where_they_overlap():
+  reading = numbers.read_number(tiny_predictor(), _one_five_and_touching_zeros(with_zeros=False))
+  assert [d.box for d in reading.digits] == [(36, 30, 46, 131), (115, 26, 181, 136)]  # The 1, and the 5 with its bar.
+
+
+def test_shipped_model_reads_numbers_photos_and_noise(shipped):
+  assert numbers.read_number(shipped, ONE + TWO + THREE).text == '123'
+  assert numbers.read_number(shipped, FOUR).text == '4'
+  assert numbers.read_number(shipped, FIVE).text == '5'
+  # A 3 in dark ink on light-grey paper with a gradient and noise, as a phone photo gives.
+  ink = Image.new('L', (300, 300), 0)
+  d = ImageDraw.Draw(ink)
+  d.arc((100, 50, 200, 150), -160, 90, fill=255, width=14)
+  d.arc((95, 140, 205, 250), -90, 160, fill=255, width=14)
+  paper = 0.72 + 0.18 * np.linspace(0, 1, 300)[None, :]
+  photo = paper * (1 - 0.75 * np.asarray(ink, np.float32) / 255) + np.random.default_rng(0).normal(0, 0.02, (300, 300))
+  reading = numbers.read_number(shipped, (np.clip(photo, 0, 1) * 255).astype(np.uint8))
+  assert reading.text == '3' and reading.confidence > 0.9
+  assert numbers.read_number(shipped, _one_five_and_touching_zeros()).text == '1500'  # Touching 0s are cut.
+  noise = (np.random.default_rng(1).random((200, 200)) * 255).astype(np.uint8)
+  assert numbers.read_number(shipped, noise).text == '?'
+  assert numbers.read_number(shipped, np.full((80, 80), 190, np.uint8)).text == ''  # An empty sheet.
+
+
+def _shifted(strokes, dx):
+  return [[(x + dx, y) for x, y in stroke] for stroke in strokes]
+
+
+def test_predict_cli_prints_the_number_with_each_digit(shipped, tmp_path, capsys, monkeypatch):
+  import json
+
+  from digitrec_jax import predict as predict_lib
+  monkeypatch.setattr(predict_lib, 'load_predictor', lambda checkpoint=None: shipped)
+  numbers.render_wide(FOUR + _shifted(TWO, 0.55)).save(tmp_path / '42.png')
+  assert predict_lib.main([str(tmp_path / '42.png')]) == 0
+  out = capsys.readouterr().out
+  assert re.fullmatch(rf'{tmp_path / "42.png"}: 42  \(4 \d+\.\d%, 2 \d+\.\d%\)\n', out), out
+  assert predict_lib.main(['--json', str(tmp_path / '42.png')]) == 0
+  row = json.loads(capsys.readouterr().out)
+  assert row['number'] == '42' and [d['digit'] for d in row['digits']] == [4, 2]
+  assert all(len(d['box']) == 4 for d in row['digits']) and row['digits'][0]['box'][2] <= row['digits'][1]['box'][2]
