@@ -2,8 +2,9 @@
 
 On synthetic non-digits that training never sees, the share the shipped model rejects: shapes and fonts
 held out from training (`nondigits.HELD_OUT_SHAPES`, `HELD_OUT_FONTS`), and the training kinds drawn with a
-seed no run uses (parts and overlaps come from MNIST test digits). On the MNIST test set, the share named
-correctly when "not a digit" counts as an error. The curve of both against the threshold goes to a PNG,
+seed no run uses (parts and overlaps come from MNIST test digits). On the MNIST test set, and on digits drawn
+with the window's pen from `nondigits.DIGIT_SHAPES` (a seed no run uses; the shapes are trained on), the
+share named correctly when "not a digit" counts as an error. The curve of both against the threshold goes to a PNG,
 with the operating point stored in the checkpoint marked. Used by `python -m benchmarks.run`.
 """
 
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-SEED_HELD_OUT, SEED_KINDS = 9_100_001, 9_100_002  # Never used by training or validation.
+SEED_HELD_OUT, SEED_KINDS, SEED_PEN = 9_100_001, 9_100_002, 9_100_003  # Never used by training or validation.
 
 
 def measure(data_dir: str | None, limit: int | None = None, predictor=None, figure: Path | None = None) -> dict:
@@ -31,6 +32,8 @@ def measure(data_dir: str | None, limit: int | None = None, predictor=None, figu
   digits = predict_all(predictor, images[:limit] if limit else images)
   y = labels[:len(digits.digits)]
   on_held = predict_all(predictor, held_out)
+  pen_images, pen_labels = nondigits.make_pen_digits(n, SEED_PEN)
+  on_pen = predict_all(predictor, pen_images)
   on_kinds = predict_all(predictor, kinds_images)
   t = predictor.threshold
   per_kind = {name: float(np.mean(on_kinds.digit_scores[kinds == k] < t)) for k, name in enumerate(nondigits.KINDS)}
@@ -39,6 +42,8 @@ def measure(data_dir: str | None, limit: int | None = None, predictor=None, figu
       'held_out_rejected': float(np.mean(on_held.digit_scores < t)), 'held_out_count': n,
       'new_seed_rejected': float(np.mean(on_kinds.digit_scores < t)), 'new_seed_by_kind': per_kind,
       'mnist_test_named_correctly': float(np.mean(digits.digits == y)),
+      'pen_digits_named_correctly': float(np.mean(on_pen.digits == pen_labels)),
+      'pen_digits_rejected': float(np.mean(on_pen.digit_scores < t)),
       'mnist_test_rejected': float(np.mean(digits.digit_scores < t)),
       'mnist_test_accuracy': float(np.mean(digits.probs.argmax(-1) == y)), 'mnist_test_count': int(len(y)),
       'checkpoint': predictor.info['path'].split('checkpoints/')[-1]}

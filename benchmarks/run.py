@@ -148,6 +148,8 @@ def render_table(results: dict) -> str:
         f'| same: training kinds of non-digits, unseen seed, rejected | {rj["new_seed_rejected"]:.2%} | |',
         f'| same: MNIST test named correctly, "not a digit" counted as an error | '
         f'{rj["mnist_test_named_correctly"]:.2%} | ≥ 99.5% |',
+        f'| same: digits drawn with the window\'s pen (trained shapes, unseen seed) named correctly '
+        f'| {rj["pen_digits_named_correctly"]:.2%} ({rj["pen_digits_rejected"]:.2%} rejected) | |',
     ]
   nb = results.get('numbers')
   if nb:

@@ -11,6 +11,8 @@ ECE_BINS = 15
 # The operating point rejects at most this share of validation digits (and never digits the model
 # thinks more likely a digit than not).
 MAX_DIGIT_REJECTION = 0.001
+# ...and at most this share of the validation digits drawn with the window's pen.
+MAX_PEN_DIGIT_REJECTION = 0.01
 
 
 def _log_softmax(x: np.ndarray) -> np.ndarray:

@@ -62,6 +62,9 @@ class TrainConfig:
   # Share of each batch replaced by synthetic non-digits (label 10); needs model.non_digit_class.
   non_digit_fraction: float = 0.0
   non_digit_bank: int = 24000  # How many non-digits are generated on the host before training.
+  # Share of each batch replaced by digits drawn with the window's pen (nondigits.DIGIT_SHAPES), so that
+  # pen strokes alone never mean "not a digit"; half as many are generated as non-digits.
+  pen_digit_fraction: float = 0.0
   # Training images held out (chosen by data.VALIDATION_SEED) to pick the best checkpoint, fit the
   # temperature and choose the "not a digit" threshold; the test set is only reported.
   val_size: int = 5000
@@ -100,6 +103,9 @@ class TrainConfig:
       raise ValueError(f'augment_stroke must be in [0, 1], got {self.augment_stroke}')
     if not 0.0 <= self.augment_forms <= 1.0:
       raise ValueError(f'augment_forms must be in [0, 1], got {self.augment_forms}')
+    if not 0.0 <= self.pen_digit_fraction < 1.0 or self.pen_digit_fraction + self.non_digit_fraction >= 1.0:
+      raise ValueError(f'pen_digit_fraction must be in [0, 1) and leave room for MNIST digits, got '
+                       f'{self.pen_digit_fraction}')
     if not 0.0 <= self.non_digit_fraction < 1.0:
       raise ValueError(f'non_digit_fraction must be in [0, 1), got {self.non_digit_fraction}')
     if self.non_digit_fraction and not self.model.non_digit_class:
@@ -139,10 +145,11 @@ PRESETS: dict[str, TrainConfig] = {
                         eval_every=1000, model=ModelConfig(conv_features=(16, 32), dense_features=128, pool='avg')),
     # The shipped model (checkpoints/pretrained): 28 epochs with batch norm, augmentation for how people
     # write, synthetic non-digits as an 11th class, and EMA.
-    'best': TrainConfig(steps=12000, batch_size=128, learning_rate=3e-3, warmup_steps=500, weight_decay=1e-4,
+    'best': TrainConfig(steps=9000, batch_size=128, learning_rate=3e-3, warmup_steps=500, weight_decay=1e-4,
                         label_smoothing=0.1, augment_rotation=15.0, augment_scale=0.12, augment_shear=0.15,
                         augment_shift=2.5, augment_stroke=0.5, augment_aspect=0.35, augment_elastic=1.0,
-                        augment_forms=0.25, non_digit_fraction=0.15, ema_decay=0.999, eval_every=2000,
+                        augment_forms=0.25, non_digit_fraction=0.15, pen_digit_fraction=0.1, ema_decay=0.999,
+                        eval_every=2000,
                         model=ModelConfig(conv_features=(32, 64), convs_per_block=2, dense_features=256,
                                           dropout_rate=0.4, batch_norm=True, non_digit_class=True)),
 }

@@ -124,16 +124,20 @@ def train_step(state: TrainState, batch: Batch, *, apply_fn: Apply, tx: optax.Gr
   return new_state, {'loss': loss, 'accuracy': accuracy}
 
 
-def mix_non_digits(batch: Batch, bank: jax.Array, key: jax.Array, fraction: float) -> Batch:
-  """The batch with its last round(fraction * B) examples replaced by random images of `bank`, labelled
-  NON_DIGIT_LABEL; shapes stay static."""
+def mix_non_digits(batch: Batch, bank: jax.Array, key: jax.Array, fraction: float,
+                   bank_labels: jax.Array | None = None, offset: int = 0) -> Batch:
+  """The batch with round(fraction * B) examples, ending `offset` before its end, replaced by random
+  images of `bank`, labelled `bank_labels` (default NON_DIGIT_LABEL); shapes stay static."""
   b = batch['label'].shape[0]
   k = int(round(fraction * b))
   if not k:
     return batch
   idx = jax.random.randint(key, (k,), 0, bank.shape[0])
-  return {'image': jnp.concatenate([batch['image'][:b - k], bank[idx].astype(batch['image'].dtype)]),
-          'label': jnp.concatenate([batch['label'][:b - k], jnp.full((k,), nondigits.NON_DIGIT_LABEL, batch['label'].dtype)])}
+  labels = (jnp.full((k,), nondigits.NON_DIGIT_LABEL, batch['label'].dtype) if bank_labels is None
+            else bank_labels[idx].astype(batch['label'].dtype))
+  start = b - offset - k
+  return {'image': jax.lax.dynamic_update_slice_in_dim(batch['image'], bank[idx].astype(batch['image'].dtype), start, 0),
+          'label': jax.lax.dynamic_update_slice_in_dim(batch['label'], labels, start, 0)}
 
 
 def steps_per_epoch(num_examples: int, batch_size: int) -> int:
@@ -184,6 +188,11 @@ def make_train_chunk(config: TrainConfig, apply_fn: Apply, tx: optax.GradientTra
       if config.non_digit_fraction:
         mix_key = jax.random.fold_in(_keys(state)[0], 7)
         batch = mix_non_digits(batch, train_data['non_digits'], mix_key, config.non_digit_fraction)
+      if config.pen_digit_fraction:
+        pen_key = jax.random.fold_in(_keys(state)[0], 8)
+        batch = mix_non_digits(batch, train_data['pen_digits'], pen_key, config.pen_digit_fraction,
+                               bank_labels=train_data['pen_labels'],
+                               offset=int(round(config.non_digit_fraction * config.batch_size)))
       batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
       return train_step(state, batch, apply_fn=apply_fn, tx=tx, config=config)
     return jax.lax.scan(body, state, length=num_steps, unroll=unroll)
@@ -237,18 +246,28 @@ def logits_of(apply_fn: ApplyFn, variables: Variables, batches: Batch) -> np.nda
 
 
 def fit_calibration(apply_fn: ApplyFn, variables: Variables, val_batches: Batch,
-                    val_non_digit_batches: Batch | None) -> dict[str, Any]:
-  """The temperature and "not a digit" threshold of `variables`, chosen on the validation data alone."""
+                    val_non_digit_batches: Batch | None, val_pen_batches: Batch | None = None) -> dict[str, Any]:
+  """The temperature and "not a digit" threshold of `variables`, chosen on the validation data alone:
+  the MNIST validation split, and (if given) digits drawn with the window's pen from validation seeds."""
   logits = logits_of(apply_fn, variables, val_batches)
   labels = to_host(val_batches['label']).reshape(-1)[to_host(val_batches['mask']).reshape(-1) > 0]
   temperature = calibration.fit_temperature(logits, labels)
   probs, scores = (np.asarray(a) for a in calibrated(jnp.asarray(logits), temperature))
   threshold = calibration.choose_threshold(scores)
+  pen = None
+  if val_pen_batches is not None:
+    # Drawn digits are further from MNIST than its own validation digits: the threshold also turns away
+    # at most 1% of them.
+    _, pen = (np.asarray(a) for a in calibrated(jnp.asarray(logits_of(apply_fn, variables, val_pen_batches)),
+                                                temperature))
+    threshold = min(threshold, calibration.choose_threshold(pen, calibration.MAX_PEN_DIGIT_REJECTION))
   result = {'temperature': temperature, 'threshold': threshold,
             'score': 'p_digit' if logits.shape[-1] > NUM_CLASSES else 'max_probability',
             'val_ece': calibration.expected_calibration_error(probs, labels),
             'val_digits_rejected': float(np.mean(scores < threshold)),
             'val_named_correctly': float(np.mean((scores >= threshold) & (probs.argmax(-1) == labels)))}
+  if pen is not None:
+    result['val_pen_digits_rejected'] = float(np.mean(pen < threshold))
   if val_non_digit_batches is not None:
     _, nd_scores = calibrated(jnp.asarray(logits_of(apply_fn, variables, val_non_digit_batches)), temperature)
     result['val_non_digits_rejected'] = float(np.mean(np.asarray(nd_scores) < threshold))
@@ -342,6 +361,7 @@ class _Run:
   eval_batches: Batch  # the test set, for reporting
   val_batches: Batch  # the validation split, for every choice
   val_non_digit_batches: Batch | None
+  val_pen_batches: Batch | None
   log: MetricsLog
   say: Callable[[str], None]
   is_main: bool
@@ -409,11 +429,19 @@ def _set_up(config: TrainConfig, workdir: str | Path, stack: contextlib.ExitStac
     val_bank, _ = nondigits.make_non_digits(max(1, config.val_size // 2), data_lib.VALIDATION_SEED,
                                             (val_images, val_labels))
     val_non_digit_batches = eval_batches_of(val_bank, np.full(len(val_bank), nondigits.NON_DIGIT_LABEL, np.int32))
+  val_pen_batches = None
+  if config.pen_digit_fraction:
+    say(f'making {config.non_digit_bank // 2:,} digits drawn with the window\'s pen')
+    pen_images, pen_labels = nondigits.make_pen_digits(config.non_digit_bank // 2, config.seed + 1)
+    train_data['pen_digits'], train_data['pen_labels'] = _put(pen_images, replicated), _put(pen_labels, replicated)
+    val_pen_batches = eval_batches_of(*nondigits.make_pen_digits(max(1, config.val_size // 5),
+                                                                  data_lib.VALIDATION_SEED + 1))
   return _Run(
       config=config, workdir=checkpoints.workdir, checkpoints=checkpoints,
       apply_fn=make_apply_fn(CNN.from_config(config.model)), tx=make_optimizer(config), mesh=mesh,
       train_data=train_data, eval_batches=eval_batches_of(test_images, test_labels),
       val_batches=eval_batches_of(val_images, val_labels), val_non_digit_batches=val_non_digit_batches,
+      val_pen_batches=val_pen_batches,
       log=MetricsLog(checkpoints.workdir / 'metrics.jsonl', enabled=is_main), say=say, is_main=is_main)
 
 
@@ -462,7 +490,8 @@ def _evaluate_and_checkpoint(run: _Run, state: TrainState, step: int, best: dict
   # Best first: a crash between the two saves then re-runs this evaluation on resume.
   if best is None or row['val_accuracy'] > best['val_accuracy']:
     variables = eval_variables(state)
-    calib = fit_calibration(run.apply_fn, variables, run.val_batches, run.val_non_digit_batches)
+    calib = fit_calibration(run.apply_fn, variables, run.val_batches, run.val_non_digit_batches,
+                            run.val_pen_batches)
     run.checkpoints.best.save(step, {'variables': variables},
                               {'config': config, 'metrics': row, 'calibration': calib})
   run.checkpoints.state.save(step, {'state': state}, {'config': config})

@@ -39,3 +39,13 @@ def test_a_bar_is_a_line_and_a_cross_is_not():
   cross = bar.copy()
   cross[13:15, 4:24] = 1.0
   assert nondigits.is_line(bar) and not nondigits.is_line(cross)
+
+
+def test_pen_digits_are_deterministic_labelled_and_cover_every_digit():
+  a, labels = nondigits.make_pen_digits(80, 3)
+  b, labels_b = nondigits.make_pen_digits(80, 3)
+  np.testing.assert_array_equal(a, b)
+  np.testing.assert_array_equal(labels, labels_b)
+  assert a.shape == (80, 28, 28, 1) and a.dtype == np.uint8 and labels.dtype == np.int32
+  assert set(labels.tolist()) == set(range(10)) and sorted(nondigits.DIGIT_SHAPES) == list(range(10))
+  assert np.all(a.reshape(80, -1).max(1) > 200)  # Every one drawn, at full ink.

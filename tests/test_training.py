@@ -153,6 +153,12 @@ def test_non_digits_are_mixed_into_each_batch_with_their_label():
   assert mixed['image'].shape == (8, 28, 28, 1)
   assert np.all(np.asarray(mixed['image'][6:]) == 200) and np.all(np.asarray(mixed['image'][:6]) == 0)
   assert training.mix_non_digits(batch, bank, jax.random.key(0), 0.0) is batch
+  # Pen-drawn digits go just before the non-digits, with their own labels.
+  pen = jnp.full((5, 28, 28, 1), 90, jnp.uint8)
+  both = training.mix_non_digits(mixed, pen, jax.random.key(1), 0.25, bank_labels=jnp.arange(5, dtype=jnp.int32) + 3,
+                                 offset=2)
+  assert both['label'][:4].tolist() == [0, 1, 2, 3] and both['label'][6:].tolist() == [10, 10]
+  assert set(both['label'][4:6].tolist()) <= {3, 4, 5, 6, 7} and np.all(np.asarray(both['image'][4:6]) == 90)
 
 
 def test_resume_one_step_then_two_and_a_finished_rerun_changes_nothing(tiny_config, run_options, tmp_path, capsys):
