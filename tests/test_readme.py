@@ -36,4 +36,4 @@ def test_reusing_the_model_examples_run(real_data_dir, tmp_path):
   # The serving side must not need flax or this package.
   check = fresh[0] + ("\nimport sys\nassert 'flax' not in sys.modules and 'digitrec_jax' not in sys.modules, "
                       "sorted(m for m in sys.modules if m.startswith(('flax', 'digitrec')))\n")
-  assert _run(check, tmp_path).stdout.strip() == '(5, 10)'
+  assert _run(check, tmp_path).stdout.strip() == '(5,) (5, 10)'
