@@ -78,8 +78,8 @@ def measure(data_dir: str | None, limit: int | None = None, seed: int = 0, figur
       examples.append(canvas)
   seconds = time.perf_counter() - t0
   # Float inputs, exactly what the GUI hands the predictor.
-  pred_ours = predict_all(predictor, ours).argmax(-1)
-  pred_naive = predict_all(predictor, naive).argmax(-1)
+  pred_ours = predict_all(predictor, ours).probs.argmax(-1)
+  pred_naive = predict_all(predictor, naive).probs.argmax(-1)
   heights = np.array([f['height_frac'] for f in facts])
   by_height = {}
   for lo, hi in ((0.25, 0.45), (0.45, 0.65), (0.65, 0.9)):

@@ -48,6 +48,14 @@ def measure(config: TrainConfig, chunks: int | None = None, min_images: int = 30
   rng = np.random.default_rng(0)
   data = {'image': jax.device_put(rng.integers(0, 256, (60_000, 28, 28, 1), dtype=np.uint8), replicated),
           'label': jax.device_put(rng.integers(0, 10, 60_000).astype(np.int32), replicated)}
+  # Random stand-ins for the host-made banks: throughput does not depend on what they hold.
+  if config.non_digit_fraction:
+    data['non_digits'] = jax.device_put(rng.integers(0, 256, (config.non_digit_bank, 28, 28, 1), dtype=np.uint8),
+                                        replicated)
+  if config.pen_digit_fraction:
+    n = config.non_digit_bank // 2
+    data['pen_digits'] = jax.device_put(rng.integers(0, 256, (n, 28, 28, 1), dtype=np.uint8), replicated)
+    data['pen_labels'] = jax.device_put(rng.integers(0, 10, n).astype(np.int32), replicated)
   chunk = training.make_train_chunk(config, make_apply_fn(CNN.from_config(config.model)),
                                     training.make_optimizer(config), mesh)
   state = jax.device_put(create_train_state(config), replicated)
