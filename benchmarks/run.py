@@ -137,7 +137,7 @@ def render_table(results: dict) -> str:
       f'through `preprocess_drawing` | {cv["preprocess_accuracy"]:.2%} | ≥ 99.3% |',
       f'| same, naive whole-canvas resize to 28x28 | {cv["naive_resize_accuracy"]:.2%} | |',
   ]
-  for form, r in results.get('styles', {}).get('forms', {}).items():
+  for form, r in sorted(results.get('styles', {}).get('forms', {}).items()):
     lines.append(f'| writer styles (`benchmarks.styles`): {form.replace("_", " ")}, {r["count"]:,} test digits '
                  f'| {r["accuracy"]:.2%} ({r["named_correctly"]:.2%} named correctly) | |')
   rj = results.get('rejection')

@@ -5,7 +5,12 @@ import pytest
 from digitrec_jax import train
 
 
-def test_main_trains_and_returns_zero(fake_mnist, tmp_path, capsys):
+def test_main_trains_and_returns_zero(fake_mnist, tmp_path, capsys, monkeypatch):
+  import dataclasses
+
+  from digitrec_jax import config as config_lib
+  # The fake MNIST has 512 training images: a validation split of 64 leaves room to train.
+  monkeypatch.setitem(config_lib.PRESETS, 'default', dataclasses.replace(config_lib.PRESETS['default'], val_size=64))
   argv = ['--steps', '4', '--batch-size', '32', '--eval-every', '2', '--seed', '3',
           '--data-dir', str(fake_mnist), '--checkpoint-dir', str(tmp_path / 'run')]
   assert train.main(argv) == 0
