@@ -18,14 +18,10 @@ import sys
 import numpy as np
 from PIL import Image
 
+from benchmarks.styles import crop_digit
+
 SEED = 5_150_001  # Never used by training.
 HEIGHT = 280
-
-
-def _crop(digit: np.ndarray) -> np.ndarray:
-  ink = np.asarray(digit, np.float32).reshape(28, 28) / 255.0
-  rows, cols = np.flatnonzero((ink > 0.1).any(1)), np.flatnonzero((ink > 0.1).any(0))
-  return ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
 
 
 def compose(digits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -33,7 +29,7 @@ def compose(digits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
   height = rng.uniform(0.35, 0.6) * HEIGHT
   pieces, x = [], 20
   for digit in digits:
-    crop = _crop(digit)
+    crop = crop_digit(digit)
     h = max(8, int(height * rng.uniform(0.85, 1.15)))
     w = max(3, int(crop.shape[1] * h / crop.shape[0]))
     big = np.asarray(Image.fromarray(crop, mode='F').resize((w, h), Image.Resampling.BILINEAR), np.float32)

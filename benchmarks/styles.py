@@ -27,7 +27,8 @@ FORMS = ('plain', 'slashed_zero', 'dotted_zero', 'continental_one', 'crossed_sev
 _CLASS = {'slashed_zero': 0, 'dotted_zero': 0, 'continental_one': 1, 'crossed_seven': 7}
 
 
-def _crop(digit: np.ndarray) -> np.ndarray:
+def crop_digit(digit: np.ndarray) -> np.ndarray:
+  """An MNIST digit [28, 28(, 1)] uint8 -> its ink in [0, 1], cropped to the strokes."""
   ink = np.asarray(digit, np.float32).reshape(28, 28) / 255.0
   rows, cols = np.flatnonzero((ink > 0.1).any(1)), np.flatnonzero((ink > 0.1).any(0))
   return ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
@@ -42,7 +43,7 @@ def _pen(crop: np.ndarray) -> float:
 
 def draw(digit: np.ndarray, form: str, rng: np.random.Generator) -> Image.Image:
   """One MNIST test digit drawn on a light canvas in `form`."""
-  crop = _crop(digit)
+  crop = crop_digit(digit)
   aspect = {'wide': rng.uniform(1.5, 2.2), 'narrow': rng.uniform(0.45, 0.65)}.get(form, 1.0)
   height = rng.uniform(0.3, 0.85) * CANVAS
   width = min(crop.shape[1] * height / crop.shape[0] * aspect, 0.95 * CANVAS)

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from digitrec_jax.model import NOT_A_DIGIT
-from digitrec_jax.preprocess import RENDER_SIZE, STROKE_WIDTH, Strokes, preprocess_drawing
+from digitrec_jax.preprocess import RENDER_SIZE, STROKE_WIDTH, Strokes, preprocess_drawing, render_strokes
 
 # Boxes overlapping by at least this share of the narrower one's width belong to one digit.
 MERGE_OVERLAP = 0.25
@@ -82,20 +82,10 @@ def _union(boxes: Sequence[Box]) -> Box:
 def render_wide(strokes: Strokes, scale: int = RENDER_SIZE) -> Image.Image:
   """Strokes in canvas units (the window's side is 1; a wide canvas runs past x = 1) drawn at `scale`
   pixels per unit with the window's pen: each digit gets the pixels the window would give it alone."""
-  from PIL import ImageDraw
   points = [p for stroke in strokes for p in stroke]
   width = max(1, int(np.ceil(max(x for x, _ in points) * scale)) + 8)
   height = max(1, int(np.ceil(max(y for _, y in points) * scale)) + 8)
-  image = Image.new('L', (max(width, scale), max(height, scale)), 255)
-  draw = ImageDraw.Draw(image)
-  pen = max(1, round(STROKE_WIDTH * scale))
-  for stroke in strokes:
-    xy = [(x * scale, y * scale) for x, y in stroke]
-    if len(xy) > 1:
-      draw.line(xy, fill=0, width=pen, joint='curve')
-    for x, y in (xy[0], xy[-1]):
-      draw.ellipse((x - pen / 2, y - pen / 2, x + pen / 2, y + pen / 2), fill=0)
-  return image
+  return render_strokes(strokes, scale, width=max(width, scale), height=max(height, scale))
 
 
 def _stroke_parts(strokes: Strokes, scale: int = RENDER_SIZE) -> list[tuple[Box, np.ndarray]]:

@@ -46,9 +46,14 @@ def _to_grayscale(image: Image.Image | np.ndarray, background: int) -> np.ndarra
   return np.asarray(image.convert('L'), np.float32) / 255.0
 
 
-def render_strokes(strokes: Strokes, size: int = RENDER_SIZE) -> Image.Image:
-  """Dark round-capped strokes on white, drawn off-screen from unit coordinates, as the window draws them."""
-  image = Image.new('L', (size, size), 255)
+def render_strokes(strokes: Strokes, size: int = RENDER_SIZE, width: int | None = None,
+                   height: int | None = None) -> Image.Image:
+  """Dark round-capped strokes on white, drawn off-screen from unit coordinates, as the window draws them.
+
+  `size` is the pixels per unit (the side of the window's square); `width` and `height` (default `size`)
+  give a larger canvas for strokes beyond x or y = 1, as on the window's wide canvas.
+  """
+  image = Image.new('L', (width or size, height or size), 255)
   draw = ImageDraw.Draw(image)
   width = max(1, round(STROKE_WIDTH * size))
   for stroke in strokes:
