@@ -35,13 +35,15 @@ def normalize(images: jax.Array) -> jax.Array:
 
 
 class CNN(nn.Module):
-  """Blocks of 3x3 conv-ReLU layers, each ending in 2x2 pooling, then one hidden dense layer; returns logits."""
+  """Blocks of conv-ReLU layers (3x3; the first conv `first_kernel` square), each halving the image by 2x2
+  pooling or a stride-2 last conv, then one hidden dense layer; returns logits."""
 
   conv_features: tuple[int, ...] = ModelConfig.conv_features
   convs_per_block: int = ModelConfig.convs_per_block
   dense_features: int = ModelConfig.dense_features
   dropout_rate: float = ModelConfig.dropout_rate
   pool: str = ModelConfig.pool
+  first_kernel: int = ModelConfig.first_kernel
   batch_norm: bool = ModelConfig.batch_norm
   non_digit_class: bool = ModelConfig.non_digit_class
 
@@ -57,10 +59,15 @@ class CNN(nn.Module):
         x = nn.BatchNorm(use_running_average=not train, momentum=0.9)(x)
       return nn.relu(x)
 
+    first = True
     for features in self.conv_features:
-      for _ in range(self.convs_per_block):
-        x = activate(nn.Conv(features, (3, 3), use_bias=not self.batch_norm)(x))
-      x = pool(x, (2, 2), strides=(2, 2))
+      for i in range(self.convs_per_block):
+        k = self.first_kernel if first else 3
+        stride = 2 if self.pool == 'stride' and i == self.convs_per_block - 1 else 1
+        x = activate(nn.Conv(features, (k, k), strides=(stride, stride), use_bias=not self.batch_norm)(x))
+        first = False
+      if self.pool != 'stride':
+        x = pool(x, (2, 2), strides=(2, 2))
     x = x.reshape((x.shape[0], -1))
     x = activate(nn.Dense(self.dense_features, use_bias=not self.batch_norm)(x))
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
@@ -70,7 +77,8 @@ class CNN(nn.Module):
   def from_config(cls, config: ModelConfig) -> 'CNN':
     return cls(conv_features=config.conv_features, convs_per_block=config.convs_per_block,
                dense_features=config.dense_features, dropout_rate=config.dropout_rate, pool=config.pool,
-               batch_norm=config.batch_norm, non_digit_class=config.non_digit_class)
+               first_kernel=config.first_kernel, batch_norm=config.batch_norm,
+               non_digit_class=config.non_digit_class)
 
 
 class Apply:

@@ -38,7 +38,9 @@ def test_too_many_conv_blocks_is_rejected():
 
 @pytest.mark.parametrize('kwargs, message', [
     ({'convs_per_block': 0}, 'convs_per_block must be a positive integer, got 0'),
-    ({'pool': 'median'}, "pool must be 'max' or 'avg', got 'median'"),
+    ({'pool': 'median'}, "pool must be 'max', 'avg' or 'stride', got 'median'"),
+    ({'first_kernel': 9}, 'first_kernel must be an integer from 1 to 7, got 9'),
+    ({'first_kernel': 2.0}, 'first_kernel must be an integer from 1 to 7, got 2.0'),
     ({'batch_norm': 1}, 'batch_norm must be true or false, got 1'),
 ])
 def test_bad_model_fields_are_rejected(kwargs, message):
@@ -52,6 +54,7 @@ def test_bad_model_fields_are_rejected(kwargs, message):
     ({'augment_scale': 1.0}, 'augment_scale must be < 1, got 1.0'),
     ({'augment_stroke': 1.5}, 'augment_stroke must be in [0, 1], got 1.5'),
     ({'ema_decay': 1.0}, 'ema_decay must be in [0, 1), got 1.0'),
+    ({'adam_b1': 1.0}, 'adam_b1 must be in [0, 1), got 1.0'),
 ])
 def test_bad_augmentation_and_ema_fields_are_rejected(kwargs, message):
   with pytest.raises(ValueError, match='^' + re.escape(message) + '$'):

@@ -83,6 +83,25 @@ def test_avg_pool_averages_where_max_pool_takes_the_max():
     np.testing.assert_allclose(make_apply_fn(model)(variables, x), expected, rtol=1e-4, atol=1e-5)
 
 
+def test_stride_blocks_downsample_with_their_last_conv_and_the_first_kernel_is_configurable():
+  config = ModelConfig(conv_features=(4, 8), convs_per_block=2, dense_features=16, pool='stride', first_kernel=5)
+  model = CNN.from_config(config)
+  params = init_variables(model, jax.random.key(0))['params']
+  assert params['Conv_0']['kernel'].shape == (5, 5, 1, 4)  # Only the first conv is 5x5.
+  assert [params[f'Conv_{i}']['kernel'].shape[:2] for i in range(1, 4)] == [(3, 3)] * 3
+  assert params['Dense_0']['kernel'].shape == (7 * 7 * 8, 16)  # 28 -> 14 -> 7, no pooling layers.
+  x = jax.random.uniform(jax.random.key(1), (2, *IMAGE_SHAPE))
+  inter = model.apply({'params': params}, x, capture_intermediates=True,
+                      mutable=['intermediates'])[1]['intermediates']
+  # The stride-2 conv at the end of each block equals the stride-1 conv sampled at every other pixel
+  # (SAME padding at stride 2 pads only the far edge, so the samples are the odd rows and columns).
+  block_in = jax.nn.relu(inter['Conv_0']['__call__'][0])
+  full = jax.lax.conv_general_dilated(block_in, params['Conv_1']['kernel'], (1, 1), 'SAME',
+                                      dimension_numbers=('NHWC', 'HWIO', 'NHWC')) + params['Conv_1']['bias']
+  assert inter['Conv_1']['__call__'][0].shape == (2, 14, 14, 4)
+  np.testing.assert_allclose(inter['Conv_1']['__call__'][0], full[:, 1::2, 1::2], rtol=1e-4, atol=1e-5)
+
+
 BN_MODEL = ModelConfig(conv_features=(4, 8), dense_features=16, batch_norm=True)
 
 

@@ -124,12 +124,12 @@ def test_best_is_chosen_on_validation_accuracy_not_on_the_test_set(tiny_config, 
   # Scripted evaluations in which the two splits disagree: validation peaks at step 2, test at step 3.
   scores = iter([(0.50, 0.70), (0.90, 0.60), (0.80, 0.95)])
 
-  def scripted(apply_fn, variables, batches, prefix='test'):
+  def scripted(logits, labels, prefix='test'):
     if prefix == 'val':
       scripted.current = next(scores)
     return {f'{prefix}_loss': 0.1, f'{prefix}_accuracy': scripted.current[prefix == 'test'], f'{prefix}_count': 10}
 
-  monkeypatch.setattr(training, 'evaluate', scripted)
+  monkeypatch.setattr(training, 'metrics_of', scripted)
   config = dataclasses.replace(tiny_config, steps=3, eval_every=1)
   summary = train_and_evaluate(config, tmp_path / 'run', **run_options)
   assert sorted(p.name for p in (tmp_path / 'run' / 'best').iterdir() if p.name.isdigit()) == ['2']
