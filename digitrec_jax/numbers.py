@@ -30,8 +30,18 @@ SPLIT_ASPECT = 0.9
 SPECK = 0.04
 # Darkness (relative to the paper) below this is never ink: blank paper stays blank.
 MIN_CONTRAST = 0.18
+# The paper's brightness is this percentile of the brightness around each pixel.
+PAPER_PERCENTILE = 90
 # More parts than this is texture or noise, not a number.
 MAX_PARTS = 12
+# A part is weak when the model is less sure than this that it is its digit (digit score times top
+# probability), or small when it is under this share of the parts' median height; such a part is joined
+# to a neighbour at most MERGE_GAP heights away when together they read surer.
+WEAK = 0.5
+SMALL_PART = 0.5
+COMB_SURE = 0.9
+COMB_ASPECT = 1.1
+MERGE_GAP = 0.25
 
 Box = tuple[int, int, int, int]  # left, top, right, bottom (exclusive), in the input's pixels
 
@@ -112,8 +122,11 @@ def _stroke_parts(strokes: Strokes, scale: int = RENDER_SIZE) -> list[tuple[Box,
 def ink_of_image(image: Image.Image | np.ndarray) -> np.ndarray:
   """Darkness of each pixel relative to the paper around it, in [0, 1], 0 where it is not ink.
 
-  The paper's brightness is a median over a window a quarter of the image's short side, so uneven
-  light and shadows cancel; a light-on-dark image (as MNIST) is turned round first.
+  The paper's brightness is a high percentile of the brightness over a window a third of the image's
+  short side (on a copy about 96 pixels high): strokes cover a minority of such a window, so the
+  estimate is the paper's, lit as it is there, and uneven light and shadows cancel. Ink is what Otsu's
+  threshold finds darker than that; its soft edges are kept, as MNIST's strokes have them. A
+  light-on-dark image (as MNIST) is turned round first.
   """
   from scipy import ndimage
 
@@ -122,21 +135,24 @@ def ink_of_image(image: Image.Image | np.ndarray) -> np.ndarray:
   gray = _to_grayscale(image, background=255 if inverted else 0)
   if not inverted:
     gray = 1.0 - gray
-  size = max(3, min(gray.shape) // 4) | 1
-  # The median of a downscaled copy: the same estimate at a fraction of the cost.
-  step = max(1, min(gray.shape) // 64)
+  step = max(1, min(gray.shape) // 96)
   small = gray[::step, ::step]
-  paper = ndimage.median_filter(small, size=max(3, size // step | 1), mode='nearest')
+  window = max(5, min(small.shape) // 3) | 1
+  paper = ndimage.percentile_filter(small, PAPER_PERCENTILE, size=window, mode='nearest')
+  paper = ndimage.uniform_filter(paper, size=max(3, window // 2), mode='nearest')  # No blocky edges.
   paper = np.asarray(Image.fromarray(paper).resize(gray.shape[::-1], Image.Resampling.BILINEAR), np.float32)
-  paper = np.maximum(paper, gray)  # Paper is never darker than what lies on it... where there is no ink.
+  paper = np.maximum(paper, gray)  # Nothing is brighter than the paper it lies on.
   dark = np.clip((paper - gray) / np.maximum(paper, 0.05), 0.0, 1.0)
   if dark.max() < MIN_CONTRAST:
     return np.zeros_like(dark)
   threshold = max(_otsu(dark), MIN_CONTRAST)
-  ink = dark >= threshold
-  # Faint ink (a grey pencil, a dim photo) is scaled up to full strength, as MNIST's strokes are.
-  full = float(np.percentile(dark[ink], 90)) if ink.any() else 1.0
-  return np.where(ink, np.clip(dark / max(full, 1e-3), 0.0, 1.0), 0.0).astype(np.float32)
+  core = dark >= threshold
+  # Faint ink (a grey pencil, a dim photo) is scaled up to full strength, as MNIST's strokes are; the
+  # anti-aliased rim next to the strokes (down to half the threshold) stays, fading out.
+  full = float(np.percentile(dark[core], 90))
+  floor = threshold / 2
+  rim = ndimage.binary_dilation(core, iterations=max(1, step)) & (dark >= floor)
+  return np.where(rim, np.clip((dark - floor) / max(full - floor, 1e-3), 0.0, 1.0), 0.0).astype(np.float32)
 
 
 def _otsu(values: np.ndarray) -> float:
@@ -188,29 +204,73 @@ def _sureness(reading: tuple[int, np.ndarray, float]) -> float:
 def _split_touching(predictor, box: Box, crop: np.ndarray, depth: int = 0) -> list[tuple[Box, np.ndarray]]:
   """A part too wide for one digit, cut where the two sides read best (recognition-based segmentation).
 
-  Candidate cuts are the columns with little ink in the middle half; the cut is kept only when both
-  sides read as digits more surely than the whole does.
+  Candidate cuts lie in the middle half; the cut is kept only when both sides read as digits more
+  surely than the whole does.
   """
   height, width = crop.shape
   if width <= SPLIT_ASPECT * height or width < 8 or depth > 3:
     return [(box, crop)]
   columns = crop.sum(0)
   lo, hi = int(width * 0.25), int(width * 0.75)
-  candidates = np.argsort(columns[lo:hi], kind='stable')[:6] + lo
+  # The columns with least ink, where a thin join is, and an even comb across the middle half: two
+  # round digits (00) touch where the ink is thickest, and only the reading finds that cut.
+  # Cuts off the thin joins are tried only on parts wider than COMB_ASPECT heights, and must leave two
+  # sure digits (COMB_SURE): a wide digit has many cuts into two shapes that each read as something.
+  thin = np.argsort(columns[lo:hi], kind='stable')[:6] + lo
+  comb = [c for c in range(lo, hi, max(1, (hi - lo) // 16)) if c not in set(thin.tolist())
+          ] if width > COMB_ASPECT * height else []
   whole = _sureness(_read(predictor, crop))
   best, best_cut = whole, None
-  for cut in candidates:
+  for cut, floor in [(c, 0.0) for c in thin] + [(c, COMB_SURE) for c in comb]:
     left_side, right_side = crop[:, :cut], crop[:, cut:]
     if left_side.max() <= 0 or right_side.max() <= 0:
       continue
     sure = min(_sureness(_read(predictor, left_side)), _sureness(_read(predictor, right_side)))
-    if sure > best:
+    if sure > best and sure >= floor:
       best, best_cut = sure, int(cut)
   if best_cut is None:
     return [(box, crop)]
   left, top, right, bottom = box
   return (_split_touching(predictor, (left, top, left + best_cut, bottom), crop[:, :best_cut], depth + 1)
           + _split_touching(predictor, (left + best_cut, top, right, bottom), crop[:, best_cut:], depth + 1))
+
+
+def _paste(parts: Sequence[tuple[Box, np.ndarray]]) -> tuple[Box, np.ndarray]:
+  """One part made of several: their union box, holding each one's ink."""
+  box = _union([b for b, _ in parts])
+  out = np.zeros((box[3] - box[1], box[2] - box[0]), np.float32)
+  for (left, top, right, bottom), crop in parts:
+    region = out[top - box[1]:bottom - box[1], left - box[0]:right - box[0]]
+    np.maximum(region, crop, out=region)
+  return box, out
+
+
+def _merge_weak(predictor, parts: list[tuple[Box, np.ndarray]]) -> list[tuple[Box, np.ndarray]]:
+  """Neighbouring parts joined where one of them is not a sure digit on its own (a stroke broken by the
+  scan, a bar written apart) and together they read as a surer digit; the best such join first."""
+  readings = [_read(predictor, crop) for _, crop in parts]
+  while len(parts) > 1:
+    height = float(np.median([b[3] - b[1] for b, _ in parts]))
+    best = None
+    for i in range(len(parts) - 1):
+      (a_box, _), (b_box, _) = parts[i], parts[i + 1]
+      sure = [_sureness(readings[i]), _sureness(readings[i + 1])]
+      small = [(b[3] - b[1]) < SMALL_PART * height for b in (a_box, b_box)]
+      if min(sure) >= WEAK and not any(small):
+        continue
+      if b_box[0] - a_box[2] > MERGE_GAP * height:
+        continue
+      merged = _paste(parts[i:i + 2])
+      reading = _read(predictor, merged[1])
+      gain = _sureness(reading) - min(sure)
+      if _sureness(reading) >= WEAK and gain > 0 and (best is None or gain > best[0]):
+        best = (gain, i, merged, reading)
+    if best is None:
+      break
+    _, i, merged, reading = best
+    parts[i:i + 2] = [merged]
+    readings[i:i + 2] = [reading]
+  return parts
 
 
 def read_number(predictor, drawing: Image.Image | np.ndarray | Strokes) -> NumberReading:
@@ -226,6 +286,7 @@ def read_number(predictor, drawing: Image.Image | np.ndarray | Strokes) -> Numbe
     parts = _image_parts(ink)
     if len(parts) <= MAX_PARTS:
       parts = [piece for box, crop in parts for piece in _split_touching(predictor, box, crop)]
+      parts = _merge_weak(predictor, parts)
   if not parts:
     return NumberReading('', (), 0.0)
   if len(parts) > MAX_PARTS and size is not None:  # Texture or noise: one part that is not a digit.

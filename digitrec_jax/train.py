@@ -73,10 +73,24 @@ def _init_distributed() -> None:
   jax.distributed.initialize(os.environ['JAX_COORDINATOR_ADDRESS'], num_processes=count, process_id=index)
 
 
+def _default_compilation_cache() -> None:
+  """Keeps compiled programs in the user's cache folder, so a second run skips compiling (about 1.5 s of
+  the fast preset's 12 s here); JAX_COMPILATION_CACHE_DIR chooses another folder and
+  JAX_ENABLE_COMPILATION_CACHE=false turns it off. An entry that does not load is compiled again."""
+  import jax
+  if not jax.config.jax_compilation_cache_dir:
+    cache_home = os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache')
+    jax.config.update('jax_compilation_cache_dir', os.path.join(cache_home, 'digitrec_jax', 'jax'))
+  if 'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS' not in os.environ:
+    # JAX's default (1 s) would skip the init and evaluation programs (0.3 to 0.7 s each).
+    jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.2)
+
+
 def main(argv: list[str] | None = None) -> int:
   args = build_parser().parse_args(argv)
   if os.environ.get('JAX_COORDINATOR_ADDRESS'):
     _init_distributed()
+  _default_compilation_cache()
   from digitrec_jax.checkpoint import CheckpointError
   from digitrec_jax.config import PRESETS, TrainConfig
   from digitrec_jax.data import DataError

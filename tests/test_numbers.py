@@ -93,12 +93,10 @@ def _shifted(strokes, dx):
   return [[(x + dx, y) for x, y in stroke] for stroke in strokes]
 
 
-@pytest.mark.xfail(strict=True, reason='known defect: touching 0s are cut at the wrong column (reads 1510)')
 def test_touching_digits_are_cut_where_both_sides_read_best(shipped):
   assert numbers.read_number(shipped, _one_five_and_touching_zeros()).text == '1500'
 
 
-@pytest.mark.xfail(strict=True, reason='known defect: this open 4 rendered as an image splits into two parts')
 def test_predict_cli_prints_the_number_with_each_digit(shipped, tmp_path, capsys, monkeypatch):
   import json
 
