@@ -90,7 +90,7 @@ def run(max_epochs: float, seed: int) -> dict:
         correct = sum(int(_correct(state.params, test_x[j:j + 1000], test_y[j:j + 1000]))
                       for j in range(0, len(test_labels), 1000))
         accuracy = correct / len(test_labels)
-        if accuracy >= TARGET:
+        if accuracy >= TARGET or steps >= max_epochs * per_epoch:
           break
     else:
       continue

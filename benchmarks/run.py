@@ -52,27 +52,52 @@ def throughput(preset: str, chunks: int) -> dict[str, float]:
   return measure(PRESETS[preset], chunks)
 
 
+def _train_run(seed: int, data_dir: str, extra: list[str], cache_dir: str) -> dict:
+  """One `python train.py --preset fast`, timed from process start to exit, compiling into `cache_dir`."""
+  with tempfile.TemporaryDirectory() as run_dir:
+    env = {**os.environ, 'JAX_COMPILATION_CACHE_DIR': cache_dir}
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, str(ROOT / 'train.py'), '--preset', 'fast', '--seed', str(seed),
+                          '--data-dir', data_dir, '--checkpoint-dir', run_dir, *extra],
+                         capture_output=True, text=True, timeout=1800, env=env)
+    wall = time.perf_counter() - t0
+    if out.returncode:
+      raise RuntimeError(out.stderr[-2000:])
+    summary = json.loads((Path(run_dir) / 'summary.json').read_text())
+  return {'seed': seed, 'test_accuracy': summary['test_accuracy'], 'val_accuracy': summary['val_accuracy'],
+          'process_seconds': round(wall, 2), 'train_seconds': summary['train_seconds'], 'step': summary['step']}
+
+
 def fast_runs(seeds: list[int], data_dir: str, extra: list[str]) -> dict:
-  """`python train.py --preset fast` per seed, timed from process start to exit."""
+  """`python train.py --preset fast` per seed with an empty compilation cache (cold, the headline), then
+  seed 0 again on its filled cache (warm)."""
   runs = []
-  for seed in seeds:
-    with tempfile.TemporaryDirectory() as run_dir:
-      t0 = time.perf_counter()
-      out = subprocess.run([sys.executable, str(ROOT / 'train.py'), '--preset', 'fast', '--seed', str(seed),
-                            '--data-dir', data_dir, '--checkpoint-dir', run_dir, *extra],
-                           capture_output=True, text=True, timeout=1800)
-      wall = time.perf_counter() - t0
-      if out.returncode:
-        raise RuntimeError(out.stderr[-2000:])
-      summary = json.loads((Path(run_dir) / 'summary.json').read_text())
-    runs.append({'seed': seed, 'test_accuracy': summary['test_accuracy'], 'process_seconds': round(wall, 2),
-                 'train_seconds': summary['train_seconds'], 'step': summary['step']})
+  with tempfile.TemporaryDirectory() as caches:
+    for seed in seeds:
+      runs.append(_train_run(seed, data_dir, extra, str(Path(caches) / str(seed))))
+    warm = _train_run(seeds[0], data_dir, extra, str(Path(caches) / str(seeds[0])))
   accuracies = [r['test_accuracy'] for r in runs]
   walls = [r['process_seconds'] for r in runs]
   return {'runs': runs, 'mean_test_accuracy': round(float(np.mean(accuracies)), 5),
           'min_test_accuracy': min(accuracies), 'mean_process_seconds': round(float(np.mean(walls)), 2),
-          'max_process_seconds': max(walls),
+          'max_process_seconds': max(walls), 'warm': warm,
           'peak_rss_mib': round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)}
+
+
+def peer_run(max_epochs: float) -> dict:
+  """The Flax examples/mnist recipe (benchmarks/flax_peer.py), from process start to its first 99.0%."""
+  out = subprocess.run([sys.executable, '-m', 'benchmarks.flax_peer', '--max-epochs', str(max_epochs)],
+                       capture_output=True, text=True, timeout=3600, cwd=ROOT)
+  if out.returncode:
+    raise RuntimeError(out.stderr[-2000:])
+  return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def best_recipe() -> dict:
+  """What the shipped model's run took: read from its summary.json (the run is not repeated here)."""
+  summary = json.loads((ROOT / 'checkpoints' / 'pretrained' / 'summary.json').read_text())
+  return {key: summary[key] for key in ('step', 'best_step', 'best_val_accuracy', 'best_test_accuracy',
+                                        'train_seconds', 'images_per_second', 'device_kind')}
 
 
 def checkpoint_times(repeats: int) -> dict[str, float]:
@@ -119,10 +144,28 @@ def render_table(results: dict) -> str:
   n = len(fast['runs'])
   lines += [
       f'| `python train.py --preset fast`: test accuracy, mean of {n} seeds (min) '
-      f'| {fast["mean_test_accuracy"]:.2%} ({fast["min_test_accuracy"]:.2%}) | ≥ 99.0% |',
-      f'| same: process start to final evaluation, mean (max) | {fast["mean_process_seconds"]:.1f} s '
-      f'({fast["max_process_seconds"]:.1f} s) | ≤ 60 s |',
+      f'| {fast["mean_test_accuracy"]:.2%} ({fast["min_test_accuracy"]:.2%}) | ≥ 99.0% (each ≥ 98.9%) |',
+      f'| same: process start to exit, empty compilation cache (cold), mean (max) '
+      f'| {fast["mean_process_seconds"]:.1f} s ({fast["max_process_seconds"]:.1f} s) | ≤ 10 s |',
       f'| same: peak RSS | {fast["peak_rss_mib"]:,.0f} MiB | |',
+  ]
+  if fast.get('warm'):
+    lines.append(f'| same, seed {fast["warm"]["seed"]} again on its filled cache (warm) '
+                 f'| {fast["warm"]["process_seconds"]:.1f} s | |')
+  peer = results.get('peer')
+  if peer:
+    lines += [
+        f'| peer: the Flax `examples/mnist` recipe (`benchmarks.flax_peer`), process start to its first '
+        f'evaluation ≥ 99.0% ({peer["epochs"]} epochs, {peer["test_accuracy"]:.2%}) | {peer["process_seconds"]:.1f} s | |',
+        f'| its time over the fast preset\'s cold mean, same run | {peer["process_seconds"] / fast["mean_process_seconds"]:.1f}x '
+        f'| ≥ 8x |',
+    ]
+  br = results.get('best_recipe')
+  if br:
+    lines.append(f'| `--preset best` (the shipped run, from its summary.json): {br["step"]:,} steps, best/ = step '
+                 f'{br["best_step"]:,} ({br["best_test_accuracy"]:.2%} test) | {br["train_seconds"] / 60:.0f} min of '
+                 f'training | ≤ 15 min |')
+  lines += [
       f'| `preprocess_drawing` + `predict_proba`, one image, p50 (p99) | {gui["latency_p50_ms"]:.2f} ms '
       f'({gui["latency_p99_ms"]:.2f} ms) | ≤ 2 ms |',
   ]
@@ -181,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument('--data-dir', default=os.environ.get('DIGITREC_DATA_DIR'))
   parser.add_argument('--out', default=None, help='results file (default: benchmarks/results.json)')
   parser.add_argument('--only', default=None, help='comma-separated sections to re-measure, keeping the others '
-                      'from the results file: train, fast_preset, gui, checkpoint, canvas, styles, rejection, numbers')
+                      'from the results file: train, fast_preset, peer, best_recipe, gui, checkpoint, canvas, styles, '
+                      'rejection, numbers')
   args = parser.parse_args(argv)
   if not args.data_dir:
     parser.error('pass --data-dir or set DIGITREC_DATA_DIR to the MNIST folder')
@@ -191,7 +235,9 @@ def main(argv: list[str] | None = None) -> int:
   sections = {
       'train': lambda: {p: throughput(p, chunks=1 if quick else 20) for p in ('default', 'fast', 'best')},
       'fast_preset': lambda: fast_runs([0] if quick else list(range(args.seeds)), args.data_dir,
-                                       ['--steps', '20'] if quick else []),
+                                       ['--steps', '21'] if quick else []),
+      'peer': lambda: peer_run(0.5 if quick else 5.0),
+      'best_recipe': best_recipe,
       'gui': lambda: {**gui_latency.measure_latency(5 if quick else 1000),
                       **(gui_latency.measure_startup(1 if quick else 5) or {})},
       'checkpoint': lambda: checkpoint_times(2 if quick else 10),

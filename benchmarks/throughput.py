@@ -38,7 +38,7 @@ def config_from_args(argv: list[str]) -> TrainConfig:
   return TrainConfig.from_dict(d)
 
 
-def measure(config: TrainConfig, chunks: int | None = None, min_images: int = 3000, steps: int = 10) -> dict:
+def measure(config: TrainConfig, chunks: int | None = None, min_images: int = 3000, steps: int = 3) -> dict:
   """Compile seconds, then steady-state images/s and CPU/wall of `config`'s fused train chunk.
 
   Times `chunks` dispatches after a warm-up one (default: enough for `min_images` images).

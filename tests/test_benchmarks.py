@@ -17,8 +17,8 @@ def test_quick_suite_writes_every_figure(real_data_dir, tmp_path, monkeypatch, c
   out = tmp_path / 'results.json'
   assert run.main(['--quick', '--data-dir', real_data_dir, '--out', str(out)]) == 0
   results = json.loads(out.read_text())
-  assert set(results) == {'hardware', 'command', 'commands', 'train', 'fast_preset', 'gui', 'checkpoint', 'canvas',
-                          'styles', 'rejection', 'numbers'}
+  assert set(results) == {'hardware', 'command', 'commands', 'train', 'fast_preset', 'peer', 'best_recipe', 'gui',
+                          'checkpoint', 'canvas', 'styles', 'rejection', 'numbers'}
   assert set(results['numbers']['drawn']) == {'2', '3', '4', '5', '6', 'all'}
   from benchmarks import styles
   assert set(results['styles']['forms']) == set(styles.FORMS)
@@ -26,7 +26,11 @@ def test_quick_suite_writes_every_figure(real_data_dir, tmp_path, monkeypatch, c
   assert results['rejection']['mnist_test_count'] == 100 and 0 <= results['rejection']['held_out_rejected'] <= 1
   assert set(results['train']) == {'default', 'fast', 'best'}
   assert all(r['images_per_second'] > 0 and r['compile_seconds'] > 0 for r in results['train'].values())
-  assert results['fast_preset']['runs'][0]['step'] == 20
+  assert results['fast_preset']['runs'][0]['step'] == 21
+  # The warm run repeats seed 0 on the cache the cold one filled: the same training, to the bit.
+  assert results['fast_preset']['warm']['test_accuracy'] == results['fast_preset']['runs'][0]['test_accuracy']
+  assert results['peer']['epochs'] == 0.5 and 0 < results['peer']['test_accuracy'] <= 1
+  assert results['best_recipe']['best_step'] <= results['best_recipe']['step']
   assert results['gui']['traces'] == 1 and results['gui']['latency_p50_ms'] > 0
   assert results['checkpoint']['restore_params_ms'] > 0
   assert results['hardware']['jax'] and results['hardware']['jaxlib']
@@ -44,7 +48,8 @@ def test_only_rejects_unknown_sections(real_data_dir, capsys):
   with pytest.raises(SystemExit) as e:
     run.main(['--quick', '--data-dir', real_data_dir, '--only', 'train,bogus'])
   assert e.value.code == 2
-  assert 'unknown --only section bogus; choose from train, fast_preset, gui, checkpoint, canvas, styles, rejection, numbers' in capsys.readouterr().err
+  assert ('unknown --only section bogus; choose from train, fast_preset, peer, best_recipe, gui, checkpoint, canvas, '
+          'styles, rejection, numbers') in capsys.readouterr().err
 
 
 def test_readme_table_is_generated_from_committed_results():
