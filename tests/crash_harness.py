@@ -38,10 +38,9 @@ def _arm(kind: str, nth: int, delay: float) -> None:
     return wrapper
 
   if kind == 'chunk':
-    make = training.make_train_chunk
-    training.make_train_chunk = lambda *a, **k: wrap(make(*a, **k))
+    training._ChunkPrograms.__call__ = wrap(training._ChunkPrograms.__call__)
   elif kind == 'eval':
-    training.evaluate = wrap(training.evaluate)
+    training.run_evaluation = wrap(training.run_evaluation)
   elif kind == 'save':
     save = checkpoint.Checkpoints.save
     wrapped = wrap(save)
