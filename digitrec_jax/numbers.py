@@ -185,20 +185,16 @@ def _image_parts(ink: np.ndarray) -> list[tuple[Box, np.ndarray]]:
   return parts
 
 
-def _read(predictor, crop: np.ndarray) -> tuple[int, np.ndarray, float]:
-  result = predictor.classify(preprocess_drawing(crop, invert=False)[None])
-  return int(result.digits[0]), result.probs[0], float(result.digit_scores[0])
-
-
-def _reading(predictor, box: Box, crop: np.ndarray) -> DigitReading:
+def _read(predictor, crop: np.ndarray, box: Box = (0, 0, 0, 0)) -> DigitReading:
+  """The model's reading of one part (one image at a time: the shape the predictor compiled for the
+  window); the trial cuts of `_split_touching` need no box."""
   x = preprocess_drawing(crop, invert=False)
   result = predictor.classify(x[None])
   return DigitReading(int(result.digits[0]), result.probs[0], float(result.digit_scores[0]), box, x)
 
 
-def _sureness(reading: tuple[int, np.ndarray, float]) -> float:
-  digit, probs, score = reading
-  return 0.0 if digit == NOT_A_DIGIT else score * float(probs.max())
+def _sureness(reading: DigitReading) -> float:
+  return 0.0 if reading.digit == NOT_A_DIGIT else reading.digit_score * float(reading.probs.max())
 
 
 def _split_touching(predictor, box: Box, crop: np.ndarray, depth: int = 0) -> list[tuple[Box, np.ndarray]]:
@@ -245,10 +241,11 @@ def _paste(parts: Sequence[tuple[Box, np.ndarray]]) -> tuple[Box, np.ndarray]:
   return box, out
 
 
-def _merge_weak(predictor, parts: list[tuple[Box, np.ndarray]]) -> list[tuple[Box, np.ndarray]]:
-  """Neighbouring parts joined where one of them is not a sure digit on its own (a stroke broken by the
-  scan, a bar written apart) and together they read as a surer digit; the best such join first."""
-  readings = [_read(predictor, crop) for _, crop in parts]
+def _merge_weak(predictor, parts: list[tuple[Box, np.ndarray]]) -> list[DigitReading]:
+  """The readings of `parts`, neighbours joined where one of them is not a sure digit on its own (a stroke
+  broken by the scan, a bar written apart) and together they read as a surer digit; the best join first."""
+  parts = list(parts)
+  readings = [_read(predictor, crop, box) for box, crop in parts]
   while len(parts) > 1:
     height = float(np.median([b[3] - b[1] for b, _ in parts]))
     best = None
@@ -261,7 +258,7 @@ def _merge_weak(predictor, parts: list[tuple[Box, np.ndarray]]) -> list[tuple[Bo
       if b_box[0] - a_box[2] > MERGE_GAP * height:
         continue
       merged = _paste(parts[i:i + 2])
-      reading = _read(predictor, merged[1])
+      reading = _read(predictor, merged[1], merged[0])
       gain = _sureness(reading) - min(sure)
       if _sureness(reading) >= WEAK and gain > 0 and (best is None or gain > best[0]):
         best = (gain, i, merged, reading)
@@ -270,7 +267,7 @@ def _merge_weak(predictor, parts: list[tuple[Box, np.ndarray]]) -> list[tuple[Bo
     _, i, merged, reading = best
     parts[i:i + 2] = [merged]
     readings[i:i + 2] = [reading]
-  return parts
+  return readings
 
 
 def read_number(predictor, drawing: Image.Image | np.ndarray | Strokes) -> NumberReading:
@@ -286,14 +283,15 @@ def read_number(predictor, drawing: Image.Image | np.ndarray | Strokes) -> Numbe
     parts = _image_parts(ink)
     if len(parts) <= MAX_PARTS:
       parts = [piece for box, crop in parts for piece in _split_touching(predictor, box, crop)]
-      parts = _merge_weak(predictor, parts)
   if not parts:
     return NumberReading('', (), 0.0)
   if len(parts) > MAX_PARTS and size is not None:  # Texture or noise: one part that is not a digit.
     box = (0, 0, size[1], size[0])
     return NumberReading('?', (DigitReading(NOT_A_DIGIT, np.full(10, 0.1, np.float32), 0.0, box),), 0.0)
-  # One image at a time: the shape the predictor has compiled for the window.
-  digits = tuple(_reading(predictor, box, crop) for box, crop in parts)
+  if size is None:  # Strokes: grouped by their overlap already.
+    digits = tuple(_read(predictor, crop, box) for box, crop in parts)
+  else:
+    digits = tuple(_merge_weak(predictor, parts))
   text = ''.join('?' if d.digit == NOT_A_DIGIT else str(d.digit) for d in digits)
   confidence = 0.0 if '?' in text else float(np.prod([d.probs.max() for d in digits]))
   return NumberReading(text, digits, confidence)

@@ -32,7 +32,6 @@ Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
 
 
-
 def compiler_options() -> dict[str, Any] | None:
   """XLA options of the training programs: on CPU, LLVM at optimization level 1 instead of 3.
 
@@ -589,7 +588,7 @@ class _ChunkPrograms:
     orders = jax.ShapeDtypeStruct((2 * run.train_data['label'].shape[0],), jnp.int32, sharding=self.replicated)
     epoch = jax.ShapeDtypeStruct((), jnp.int32, sharding=self.replicated)
     self._abstract = (state, run.train_data, orders, epoch)
-    self._usual = steps_per_dispatch
+    self.steps_per_dispatch = steps_per_dispatch
     self._pending = pool.submit(self._compile, steps_per_dispatch)
 
   def _compile(self, n: int):
@@ -598,12 +597,12 @@ class _ChunkPrograms:
   def __call__(self, state: TrainState, train_data: Batch, orders: jax.Array, first_epoch: jax.Array,
                n: int) -> tuple[TrainState, Metrics]:
     if n not in self._compiled:
-      self._compiled[n] = self._pending.result() if n == self._usual else self._compile(n)
+      self._compiled[n] = self._pending.result() if n == self.steps_per_dispatch else self._compile(n)
     return self._compiled[n](state, train_data, orders, first_epoch)
 
 
-def _train_loop(run: _Run, state: TrainState, stop: list[int], steps_per_dispatch: int,
-                train_chunk: _ChunkPrograms, progress: bool) -> tuple[TrainState, dict[str, float] | None, float]:
+def _train_loop(run: _Run, state: TrainState, stop: list[int], train_chunk: _ChunkPrograms,
+                progress: bool) -> tuple[TrainState, dict[str, float] | None, float]:
   """Trains to `config.steps`, evaluating and checkpointing every `eval_every` steps.
 
   Returns the final state, the last evaluation and the best checkpoint's metrics. The host reads each chunk's
@@ -640,7 +639,7 @@ def _train_loop(run: _Run, state: TrainState, stop: list[int], steps_per_dispatc
   with contextlib.closing(bar):
     while step < config.steps:
       next_eval = min((step // config.eval_every + 1) * config.eval_every, config.steps)
-      n = min(steps_per_dispatch, next_eval - step, per_epoch)
+      n = min(train_chunk.steps_per_dispatch, next_eval - step, per_epoch)
       if orders_epoch != step // per_epoch:
         orders_epoch = step // per_epoch
         first_epoch = _put(np.int32(orders_epoch), train_chunk.replicated)
@@ -715,7 +714,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, *, data_dir: st
       return ckpt_lib.read_json_file(run.workdir / 'summary.json')
     first_step = int(to_host(state.step))
     start = time.perf_counter()
-    state, metrics, best = _train_loop(run, state, stop, steps_per_dispatch, train_chunk, progress)
+    state, metrics, best = _train_loop(run, state, stop, train_chunk, progress)
     seconds = time.perf_counter() - start
     if metrics is None:  # Restored at the final step (its summary was lost): report that state.
       metrics, _ = run_evaluation(run, state)
