@@ -20,6 +20,19 @@ def _log_softmax(x: np.ndarray) -> np.ndarray:
   return x - np.log(np.exp(x).sum(-1, keepdims=True))
 
 
+def _softmax(x: np.ndarray) -> np.ndarray:
+  return np.exp(_log_softmax(x))
+
+
+def calibrated(logits: np.ndarray, temperature: float) -> tuple[np.ndarray, np.ndarray]:
+  """`model.calibrated` on host logits [N, C]: (digit probabilities [N, 10], digit score [N]) in numpy,
+  so that fitting on the host compiles no device program."""
+  scaled = np.asarray(logits, np.float64) / temperature
+  probs = _softmax(scaled[:, :NUM_CLASSES])
+  score = 1.0 - _softmax(scaled)[:, NUM_CLASSES] if scaled.shape[-1] > NUM_CLASSES else probs.max(-1)
+  return probs.astype(np.float32), score.astype(np.float32)
+
+
 def nll(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
   """Mean negative log-likelihood of the digit labels under softmax(logits[:, :10] / temperature)."""
   logp = _log_softmax(np.asarray(logits, np.float64)[:, :NUM_CLASSES] / temperature)

@@ -14,9 +14,10 @@ import math
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from digitrec_jax.preprocess import EmptyDrawingError, Strokes, preprocess_drawing, render_strokes
+from digitrec_jax.preprocess import (RENDER_SIZE, STROKE_WIDTH, EmptyDrawingError, Strokes, preprocess_drawing,
+                                     render_strokes)
 
 # The label of a non-digit example: the 11th output of a model with `non_digit_class`.
 NON_DIGIT_LABEL = 10
@@ -102,13 +103,74 @@ DIGIT_SHAPES: dict[int, list[Strokes]] = {
 }
 
 
-def make_pen_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-  """(images uint8 [n, 28, 28, 1], labels [n]) of digits drawn with the window's pen from `DIGIT_SHAPES`,
-  with the same hand-like jitter as the non-digit shapes."""
+def redraw_with_pen(digit: np.ndarray, rng: np.random.Generator, soft_share: float = 0.3) -> np.ndarray:
+  """An MNIST digit [28, 28(, 1)] uint8 through the window's path: its shape at a random size on the
+  canvas, then `preprocess_drawing` (crop, 20 px fit, centring by mass). Float [28, 28, 1].
+
+  Mostly as solid ink of the window's fixed pen width: the digit is scaled up, binarized, and its strokes
+  grown or thinned to the pen's width (a Gaussian blur thresholded at the level that moves a straight
+  edge by the needed distance), so digits drawn small get relatively thick strokes and large ones thin
+  strokes, as in the window. A `soft_share` keep their own soft strokes, as a scan or photo gives. Either
+  way the model sees real digits with the texture of the window's fit, which the non-digits made from
+  parts of digits also have.
+  """
+  ink = np.asarray(digit, np.float32).reshape(28, 28) / 255.0
+  rows, cols = np.flatnonzero((ink > 0.1).any(1)), np.flatnonzero((ink > 0.1).any(0))
+  if rows.size == 0:
+    raise EmptyDrawingError('blank digit')
+  crop = ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+  height = rng.uniform(0.25, 0.9) * RENDER_SIZE  # The digit's height on the window's canvas.
+  scale = height / crop.shape[0]
+  size = (max(1, round(crop.shape[1] * scale)), max(1, round(height)))
+  big = np.asarray(Image.fromarray(crop, mode='F').resize(size, Image.Resampling.BILINEAR), np.float32)
+  if rng.random() < soft_share:
+    return preprocess_drawing(np.clip(big, 0, 1), invert=False)
+  big = big > 0.5
+  # The digit's own pen width, in canvas pixels: twice the ink's area over its outline's length (the
+  # outline counted along rows and columns, times pi / 4 for strokes at every angle).
+  edges = np.sum(big[:, 1:] != big[:, :-1]) + np.sum(big[1:] != big[:-1])
+  own = 2.0 * big.sum() / max(edges * math.pi / 4, 1.0)
+  # Per side; negative thins, by at most a third of the width so that thin parts of a stroke survive.
+  grow = max((STROKE_WIDTH * RENDER_SIZE * rng.uniform(0.85, 1.15) - own) / 2, -own / 6)
+  pad = int(abs(grow)) + 4
+  mask = np.pad(big, pad).astype(np.float32)
+  sigma = float(max(abs(grow), 1.5))
+  blurred = np.asarray(Image.fromarray(mask * 255).convert('L').filter(ImageFilter.GaussianBlur(sigma)),
+                       np.float32) / 255.0
+  # A half-plane edge blurred by a Gaussian of sigma is Phi(x / sigma): thresholding at Phi(-grow / sigma)
+  # moves the edge outwards by `grow`.
+  level = 0.5 * (1.0 + math.erf(-grow / (sigma * math.sqrt(2.0))))
+  drawn = blurred > np.clip(level, 0.02, 0.98)
+  extent = lambda m: (np.ptp(np.flatnonzero(m.any(1))), np.ptp(np.flatnonzero(m.any(0))))
+  # Thinning pulls each end in by |grow|; more than that means a part of the digit vanished.
+  if not drawn.any() or min(np.divide(np.add(extent(drawn), 2 * max(-grow, 0)), np.maximum(extent(mask > 0), 1))) < 0.9:
+    raise EmptyDrawingError('the pen thinned away part of the digit')
+  return preprocess_drawing(drawn.astype(np.float32), invert=False)
+
+
+def make_pen_digits(n: int, seed: int, digits: tuple[np.ndarray, np.ndarray] | None = None,
+                    mnist_share: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+  """(images uint8 [n, 28, 28, 1], labels [n]) of digits drawn with the window's pen.
+
+  From `DIGIT_SHAPES`, with the same hand-like jitter as the non-digit shapes; a `mnist_share` of them
+  are instead `digits` (MNIST images and labels of the split being generated for) redrawn with the pen
+  (`redraw_with_pen`): many hands' shapes with the window's look.
+  """
   rng = np.random.default_rng(seed)
   labels = rng.integers(0, 10, n).astype(np.int32)
   out = np.zeros((n, 28, 28, 1), np.uint8)
+  if mnist_share and digits is None:
+    raise ValueError('mnist_share > 0 needs the MNIST digits to redraw')
+  redraw = np.random.default_rng([seed, 1]).random(n) < mnist_share
+  which = np.random.default_rng([seed, 2]).integers(0, len(digits[1]), n) if mnist_share else None
   for i, digit in enumerate(labels):
+    if redraw[i]:
+      try:
+        out[i] = np.round(redraw_with_pen(digits[0][which[i]], rng) * 255).astype(np.uint8)
+        labels[i] = digits[1][which[i]]
+        continue
+      except EmptyDrawingError:  # Thinned away: a template digit instead.
+        pass
     variants = DIGIT_SHAPES[int(digit)]
     strokes = _jitter_strokes(rng, variants[rng.integers(len(variants))], mild=True)
     out[i] = np.round(_strokes_image(strokes) * 255).astype(np.uint8)

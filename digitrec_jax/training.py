@@ -26,7 +26,7 @@ from digitrec_jax import checkpoint as ckpt_lib
 from digitrec_jax import data as data_lib
 from digitrec_jax import nondigits
 from digitrec_jax.config import TrainConfig
-from digitrec_jax.model import NUM_CLASSES, CNN, Apply, ApplyFn, Variables, calibrated, init_variables, make_apply_fn
+from digitrec_jax.model import NUM_CLASSES, CNN, Apply, ApplyFn, Variables, init_variables, make_apply_fn
 
 Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
@@ -118,10 +118,14 @@ def _step_key(state: TrainState) -> jax.Array:
 
 
 def augment(config: TrainConfig, key: jax.Array, images: jax.Array, labels: jax.Array) -> jax.Array:
-  """The configured random changes of a batch (float in [0, 1] out), or the batch unchanged."""
+  """The configured random changes of a batch (float in [0, 1] out), or the batch unchanged.
+
+  With `augment_share` < 1 each image is changed with that probability and otherwise passed as it is.
+  """
   if not config.augments:
     return images
   affine_key, stroke_key = jax.random.split(key)
+  original = images
   if config.augment_forms:
     images = images.astype(jnp.float32) / (255.0 if images.dtype == jnp.uint8 else 1.0)
     images = augment_lib.international_forms(jax.random.fold_in(key, 2), images, labels, config.augment_forms)
@@ -131,6 +135,10 @@ def augment(config: TrainConfig, key: jax.Array, images: jax.Array, labels: jax.
       elastic=config.augment_elastic)
   if config.augment_stroke:
     images = augment_lib.random_stroke_width(stroke_key, images, config.augment_stroke)
+  if config.augment_share < 1.0:
+    keep = jax.random.uniform(jax.random.fold_in(key, 3), (images.shape[0], 1, 1, 1)) >= config.augment_share
+    plain = original.astype(jnp.float32) / (255.0 if original.dtype == jnp.uint8 else 1.0)
+    images = jnp.where(keep, plain, images)
   return images
 
 
@@ -314,14 +322,13 @@ def fit_calibration(apply_fn: ApplyFn, variables: Variables, val: tuple[np.ndarr
   validation seeds."""
   logits, labels = val
   temperature = calibration.fit_temperature(logits, labels)
-  probs, scores = (np.asarray(a) for a in calibrated(jnp.asarray(logits), temperature))
+  probs, scores = calibration.calibrated(logits, temperature)
   threshold = calibration.choose_threshold(scores)
   pen = None
   if val_pen_batches is not None:
     # Drawn digits are further from MNIST than its own validation digits: the threshold also turns away
     # at most 1% of them.
-    _, pen = (np.asarray(a) for a in calibrated(jnp.asarray(logits_of(apply_fn, variables, val_pen_batches)[0]),
-                                                temperature))
+    _, pen = calibration.calibrated(logits_of(apply_fn, variables, val_pen_batches)[0], temperature)
     threshold = min(threshold, calibration.choose_threshold(pen, calibration.MAX_PEN_DIGIT_REJECTION))
   result = {'temperature': temperature, 'threshold': threshold,
             'score': 'p_digit' if logits.shape[-1] > NUM_CLASSES else 'max_probability',
@@ -331,15 +338,15 @@ def fit_calibration(apply_fn: ApplyFn, variables: Variables, val: tuple[np.ndarr
   if pen is not None:
     result['val_pen_digits_rejected'] = float(np.mean(pen < threshold))
   if val_non_digit_batches is not None:
-    _, nd_scores = calibrated(jnp.asarray(logits_of(apply_fn, variables, val_non_digit_batches)[0]), temperature)
-    result['val_non_digits_rejected'] = float(np.mean(np.asarray(nd_scores) < threshold))
+    _, nd_scores = calibration.calibrated(logits_of(apply_fn, variables, val_non_digit_batches)[0], temperature)
+    result['val_non_digits_rejected'] = float(np.mean(nd_scores < threshold))
   return result
 
 
-@_jit()
-def _all_finite(tree: Any) -> jax.Array:
-  return jnp.all(jnp.array([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
-                            if jnp.issubdtype(x.dtype, jnp.floating)]))
+def _all_finite(tree: Any) -> bool:
+  """Whether every float leaf is finite, checked on host copies: compiling a device check cost about a
+  quarter of a second of the fast preset, and the state is small."""
+  return all(np.isfinite(x).all() for x in jax.tree.leaves(to_host(tree)) if np.issubdtype(x.dtype, np.floating))
 
 
 def _put(x: np.ndarray, sharding: NamedSharding) -> jax.Array:
@@ -494,10 +501,11 @@ def _set_up(config: TrainConfig, workdir: str | Path, stack: contextlib.ExitStac
   val_pen_batches = None
   if config.pen_digit_fraction:
     say(f'making {config.non_digit_bank // 2:,} digits drawn with the window\'s pen')
-    pen_images, pen_labels = nondigits.make_pen_digits(config.non_digit_bank // 2, config.seed + 1)
+    pen_images, pen_labels = nondigits.make_pen_digits(config.non_digit_bank // 2, config.seed + 1,
+                                                       (train_images, train_labels), config.pen_mnist_share)
     train_data['pen_digits'], train_data['pen_labels'] = _put(pen_images, replicated), _put(pen_labels, replicated)
-    val_pen_batches = eval_batches_of(*nondigits.make_pen_digits(max(1, config.val_size // 5),
-                                                                  data_lib.VALIDATION_SEED + 1))
+    val_pen_batches = eval_batches_of(*nondigits.make_pen_digits(
+        max(1, config.val_size // 5), data_lib.VALIDATION_SEED + 1, (val_images, val_labels), config.pen_mnist_share))
   return _Run(
       config=config, workdir=checkpoints.workdir, checkpoints=checkpoints,
       apply_fn=make_apply_fn(CNN.from_config(config.model)), tx=make_optimizer(config), mesh=mesh,
@@ -535,17 +543,21 @@ def _init_or_restore(run: _Run, resume: bool) -> TrainState | None:
   return run.checkpoints.state.restore(start, 'state', abstract)
 
 
-def _evaluate_and_checkpoint(run: _Run, state: TrainState, step: int, best: dict[str, Any] | None) -> dict[str, Any]:
+def _evaluate_and_checkpoint(run: _Run, state: TrainState, step: int, best: dict[str, Any] | None,
+                             seconds: float) -> dict[str, Any]:
   """Evaluates, saves best (if validation accuracy improved) and state, logs; returns the metrics row.
+
+  `seconds`: wall time since this process began training (evaluations included), logged as the row's
+  `seconds` so that metrics.jsonl gives time-to-accuracy curves.
 
   A non-finite state is never saved. The best checkpoint carries its calibration, fitted on the
   validation split at the moment it is chosen.
   """
-  if not bool(to_host(_all_finite(state))):
+  if not _all_finite(state):
     raise FloatingPointError(f'the weights are not finite at step {step}; the state was not saved; lower the '
                              'learning rate and resume from the last checkpoint')
   metrics, val = run_evaluation(run, state)
-  row = {'step': step, **metrics}
+  row = {'step': step, **metrics, 'seconds': round(seconds, 1)}
   if not np.isfinite(row['val_loss']):
     raise FloatingPointError(f'the validation loss is {row["val_loss"]} at step {step}; the state was not saved; '
                              'lower the learning rate and resume from the last checkpoint')
@@ -576,7 +588,8 @@ class _ChunkPrograms:
 
   The usual length (`steps_per_dispatch`) starts compiling in a thread as soon as the data is on the
   device, while the initial state is built or restored: the two compilations overlap (about a second
-  of the fast preset's start-up).
+  of the fast preset's start-up). The same thread then compiles the evaluation program while the
+  first chunks train (`evaluation_ready` waits for it).
   """
 
   def __init__(self, run: _Run, steps_per_dispatch: int, pool: concurrent.futures.Executor):
@@ -590,6 +603,13 @@ class _ChunkPrograms:
     self._abstract = (state, run.train_data, orders, epoch)
     self.steps_per_dispatch = steps_per_dispatch
     self._pending = pool.submit(self._compile, steps_per_dispatch)
+    # One process only: the warm-up runs the program, and with several processes its collectives could
+    # interleave with the training's in a different order on each.
+    self._evaluation = pool.submit(_warm_up_evaluation, run, abstract) if jax.process_count() == 1 else None
+
+  def evaluation_ready(self) -> None:
+    if self._evaluation is not None:
+      self._evaluation.result()
 
   def _compile(self, n: int):
     return self._jit.lower(*self._abstract, n).compile()
@@ -599,6 +619,16 @@ class _ChunkPrograms:
     if n not in self._compiled:
       self._compiled[n] = self._pending.result() if n == self.steps_per_dispatch else self._compile(n)
     return self._compiled[n](state, train_data, orders, first_epoch)
+
+
+def _warm_up_evaluation(run: _Run, abstract_state: TrainState) -> None:
+  """Compiles the evaluation program by running it on zero weights and the first validation batch: jit
+  caches it for the real weights, which have the same shapes and shardings."""
+  replicated = NamedSharding(run.mesh, P())
+  abstract = jax.eval_shape(eval_variables, abstract_state)
+  zeros = jax.tree.map(lambda a: _put(np.zeros(a.shape, a.dtype), replicated), abstract)
+  fn = _eval_program(_logits, run.apply_fn, _replicated_like(run.val_batches))
+  jax.block_until_ready(fn(zeros, next(_each_batch(run.val_batches))))
 
 
 def _train_loop(run: _Run, state: TrainState, stop: list[int], train_chunk: _ChunkPrograms,
@@ -621,6 +651,7 @@ def _train_loop(run: _Run, state: TrainState, stop: list[int], train_chunk: _Chu
   orders_epoch = orders = first_epoch = None
   pending = None
   clock = [time.perf_counter()]
+  started = clock[0]
 
   def drain(metrics, chunk_start, n):
     m = to_host(metrics)
@@ -653,7 +684,8 @@ def _train_loop(run: _Run, state: TrainState, stop: list[int], train_chunk: _Chu
         drain(*pending)
         pending = None
         if step == next_eval:
-          last_metrics = _evaluate_and_checkpoint(run, state, step, best)
+          train_chunk.evaluation_ready()
+          last_metrics = _evaluate_and_checkpoint(run, state, step, best, time.perf_counter() - started)
           if best is None or last_metrics['val_accuracy'] > best['val_accuracy']:
             best = last_metrics
           clock[0] = time.perf_counter()  # Evaluation and saving are not training throughput.

@@ -1,5 +1,6 @@
 """Temperature scaling, the ECE and the "not a digit" operating point, on small synthetic arrays."""
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -44,3 +45,14 @@ def test_the_threshold_rejects_at_most_the_allowed_share_and_never_more_than_hal
   assert np.sum(scores < t) == 10
   assert calibration.choose_threshold(np.full(100, 0.9), 0.01) == 0.5
   assert calibration.choose_threshold(np.array([0.1, 0.2]), 0.0) == 0.1
+
+
+@pytest.mark.parametrize('classes', [10, 11])
+def test_host_calibrated_matches_the_model_rule(classes):
+  from digitrec_jax.model import calibrated as device_calibrated
+  logits = np.random.default_rng(classes).normal(0, 4, (64, classes)).astype(np.float32)
+  probs, score = calibration.calibrated(logits, 1.7)
+  want_probs, want_score = device_calibrated(jnp.asarray(logits), 1.7)
+  assert probs.shape == (64, 10) and score.shape == (64,) and probs.dtype == score.dtype == np.float32
+  np.testing.assert_allclose(probs, want_probs, atol=1e-6)
+  np.testing.assert_allclose(score, want_score, atol=1e-6)

@@ -22,12 +22,12 @@ def test_shipped_checkpoint_accuracy_and_calibration_on_the_real_test_set(real_d
   images, labels = load_mnist('test', real_data_dir)
   result = predict_all(predictor, images)
   accuracy = float(np.mean(result.probs.argmax(-1) == labels))
-  # 99.33% today: short of the 99.65% goal, which the harder handwriting recipe has not yet reached.
-  assert accuracy >= 0.993
+  # 99.61% today: 4 digits short of the 99.65% goal.
+  assert accuracy >= 0.996
   # The accuracy stored with the checkpoint is the one it really has.
   assert abs(accuracy - predictor.info['test_accuracy']) < 1e-4
   # Rejections counted as errors, and honest confidences.
-  assert float(np.mean(result.digits == labels)) >= 0.993
+  assert float(np.mean(result.digits == labels)) >= 0.995
   assert calibration.expected_calibration_error(result.probs, labels) <= 0.015
 
 
@@ -42,7 +42,7 @@ def test_shipped_model_says_not_a_digit_for_noise_a_scribble_and_a_letter(real_d
   assert predictor.predict(np.stack([noise, scribble, letter_a])).tolist() == [NOT_A_DIGIT] * 3
   images, labels = load_mnist('test', real_data_dir)
   clean = images[:200].astype(np.float32) / 255
-  assert np.mean(predictor.predict(clean) == labels[:200]) >= 0.985  # 0.99 today: 2 of these 200 misread
+  assert np.mean(predictor.predict(clean) == labels[:200]) >= 0.985  # 1.0 today
   # A clean digit is shown as sure.
   assert predictor.predict_proba(clean[:1])[0].max() >= 0.99
 

@@ -117,6 +117,8 @@ def test_train_and_evaluate_on_fake_mnist(tiny_config, run_options, tmp_path):
   assert sorted(p.name for p in (tmp_path / 'run' / 'state').iterdir()) == ['12', '24']
   rows = [json.loads(line) for line in (tmp_path / 'run' / 'metrics.jsonl').read_text().splitlines()]
   assert [r['step'] for r in rows if 'test_accuracy' in r] == [12, 24]
+  seconds = [r['seconds'] for r in rows if 'test_accuracy' in r]  # Time-to-accuracy: since training began.
+  assert 0 < seconds[0] < seconds[1] <= summary['train_seconds'] + 1
   assert [r['step'] for r in rows if 'train_loss' in r] == [6, 12, 18, 24]
 
 
@@ -312,6 +314,27 @@ def test_augmentation_changes_the_step_and_is_keyed_by_seed_and_step():
           create_train_state(config), _batch())[1]['loss'])
   assert run(aug) == run(aug)
   assert run(aug) != run(base)
+
+
+def test_augment_share_changes_that_share_and_passes_the_rest_unchanged():
+  from digitrec_jax import training
+  images = synthetic_digits(200, seed=5)[0]
+  labels = jnp.zeros(200, jnp.int32)
+  full = TrainConfig(augment_rotation=20.0, augment_elastic=1.0, augment_stroke=0.5)
+  half = dataclasses.replace(full, augment_share=0.5)
+  key = jax.random.key(11)
+  out = np.asarray(jax.jit(functools.partial(training.augment, half))(key, images, labels))
+  assert out.shape == images.shape and out.dtype == np.float32 and 0.0 <= out.min() and out.max() <= 1.0
+  plain = np.asarray(images, np.float32) / 255.0
+  unchanged = np.all(np.abs(out - plain) < 1e-6, axis=(1, 2, 3))
+  assert 70 <= unchanged.sum() <= 130  # About half, drawn per image.
+  # The changed ones are exactly what every image gets at share 1 with the same key.
+  everything = np.asarray(jax.jit(functools.partial(training.augment, full))(key, images, labels))
+  np.testing.assert_allclose(out[~unchanged], everything[~unchanged], atol=1e-5)
+  assert not np.any(np.all(np.abs(everything - plain) < 1e-6, axis=(1, 2, 3)))
+  np.testing.assert_array_equal(out, jax.jit(functools.partial(training.augment, half))(key, images, labels))
+  with pytest.raises(ValueError, match='augment_share must be in'):
+    TrainConfig(augment_share=0.0)
 
 
 def test_training_with_ema_saves_the_ema_weights_as_best(tiny_config, run_options, tmp_path):
