@@ -42,6 +42,9 @@ SMALL_PART = 0.5
 COMB_SURE = 0.9
 COMB_ASPECT = 1.1
 MERGE_GAP = 0.25
+# A cut must leave two sides surer than the whole by this much: halves of a slanted 1, or an 8 and its
+# tail, each read as a sure digit, barely surer than the sure whole.
+SPLIT_MARGIN = 0.01
 
 Box = tuple[int, int, int, int]  # left, top, right, bottom (exclusive), in the input's pixels
 
@@ -201,7 +204,7 @@ def _split_touching(predictor, box: Box, crop: np.ndarray, depth: int = 0) -> li
   """A part too wide for one digit, cut where the two sides read best (recognition-based segmentation).
 
   Candidate cuts lie in the middle half; the cut is kept only when both sides read as digits more
-  surely than the whole does.
+  surely than the whole does, by SPLIT_MARGIN.
   """
   height, width = crop.shape
   if width <= SPLIT_ASPECT * height or width < 8 or depth > 3:
@@ -216,7 +219,7 @@ def _split_touching(predictor, box: Box, crop: np.ndarray, depth: int = 0) -> li
   comb = [c for c in range(lo, hi, max(1, (hi - lo) // 16)) if c not in set(thin.tolist())
           ] if width > COMB_ASPECT * height else []
   whole = _sureness(_read(predictor, crop))
-  best, best_cut = whole, None
+  best, best_cut = whole + SPLIT_MARGIN, None
   for cut, floor in [(c, 0.0) for c in thin] + [(c, COMB_SURE) for c in comb]:
     left_side, right_side = crop[:, :cut], crop[:, cut:]
     if left_side.max() <= 0 or right_side.max() <= 0:

@@ -97,6 +97,14 @@ def test_touching_digits_are_cut_where_both_sides_read_best(shipped):
   assert numbers.read_number(shipped, _one_five_and_touching_zeros()).text == '1500'
 
 
+def test_a_wide_slanted_one_is_not_cut_into_two(shipped):
+  # Wider than tall, so cuts are tried; each half is itself a sure 1, but not surer than the whole by
+  # SPLIT_MARGIN.
+  image = Image.new('L', (360, 220), 255)
+  ImageDraw.Draw(image).line([(300, 30), (60, 190)], fill=0, width=12)
+  assert numbers.read_number(shipped, image).text == '1'
+
+
 def test_predict_cli_prints_the_number_with_each_digit(shipped, tmp_path, capsys, monkeypatch):
   import json
 
