@@ -105,7 +105,7 @@ def best_recipe() -> dict:
            if 'val_accuracy' in r and 'seconds' in r]
   if curve:
     result['curve'] = curve
-    result['seconds_to_best'] = next(r['seconds'] for r in curve if r['step'] == summary['best_step'])
+    result['seconds_to_best'] = next((r['seconds'] for r in curve if r['step'] == summary['best_step']), None)
   return result
 
 

@@ -103,6 +103,11 @@ DIGIT_SHAPES: dict[int, list[Strokes]] = {
 }
 
 
+def _extent(mask: np.ndarray) -> np.ndarray:
+  """(height, width) of the ink in a boolean mask, from its first to its last row and column."""
+  return np.array([np.ptp(np.flatnonzero(mask.any(1))), np.ptp(np.flatnonzero(mask.any(0)))], np.float64)
+
+
 def redraw_with_pen(digit: np.ndarray, rng: np.random.Generator, soft_share: float = 0.3) -> np.ndarray:
   """An MNIST digit [28, 28(, 1)] uint8 through the window's path: its shape at a random size on the
   canvas, then `preprocess_drawing` (crop, 20 px fit, centring by mass). Float [28, 28, 1].
@@ -141,9 +146,8 @@ def redraw_with_pen(digit: np.ndarray, rng: np.random.Generator, soft_share: flo
   # moves the edge outwards by `grow`.
   level = 0.5 * (1.0 + math.erf(-grow / (sigma * math.sqrt(2.0))))
   drawn = blurred > np.clip(level, 0.02, 0.98)
-  extent = lambda m: (np.ptp(np.flatnonzero(m.any(1))), np.ptp(np.flatnonzero(m.any(0))))
   # Thinning pulls each end in by |grow|; more than that means a part of the digit vanished.
-  if not drawn.any() or min(np.divide(np.add(extent(drawn), 2 * max(-grow, 0)), np.maximum(extent(mask > 0), 1))) < 0.9:
+  if not drawn.any() or np.min((_extent(drawn) + 2 * max(-grow, 0.0)) / np.maximum(_extent(big), 1)) < 0.9:
     raise EmptyDrawingError('the pen thinned away part of the digit')
   return preprocess_drawing(drawn.astype(np.float32), invert=False)
 
