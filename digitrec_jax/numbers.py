@@ -8,7 +8,8 @@ connected components (`scipy.ndimage.label`: scipy already comes with jax, and i
 8-connectivity and sizes in C), merged where parts overlap horizontally (the separate top bar of a 5)
 and, where a part is too wide for one digit, cut at the low-ink column whose two sides the model reads
 best (recognition-based segmentation). Each part goes
-through `preprocess_drawing`, exactly as a single digit does.
+through `preprocess_drawing`, exactly as a single digit does. Among other digits, a digit-sized part the
+model doubts is read as a digit at shifted odds (NUMBER_ODDS); a part drawn alone keeps the model's answer.
 """
 
 from __future__ import annotations
@@ -45,6 +46,10 @@ MERGE_GAP = 0.25
 # A cut must leave two sides surer than the whole by this much: halves of a slanted 1, or an 8 and its
 # tail, each read as a sure digit, barely surer than the sure whole.
 SPLIT_MARGIN = 0.01
+# Among other digits, a digit-sized part is far likelier to be a digit than a drawing on its own is: the
+# odds that it is one are taken as this many times the odds the threshold was set for (a digit score of
+# 0.5 becomes 1/9). A part that is not a digit scores near 0 and stays '?'; one drawn alone is unaffected.
+NUMBER_ODDS = 8.0
 
 Box = tuple[int, int, int, int]  # left, top, right, bottom (exclusive), in the input's pixels
 
@@ -273,6 +278,20 @@ def _merge_weak(predictor, parts: list[tuple[Box, np.ndarray]]) -> list[DigitRea
   return readings
 
 
+def _in_context(readings: Sequence[DigitReading], threshold: float) -> tuple[DigitReading, ...]:
+  """`readings` with the parts turned away as not digits read as digits where, among the number's other
+  digits, their digit score clears the threshold shifted by NUMBER_ODDS and they are digit-sized."""
+  named = [r for r in readings if r.digit != NOT_A_DIGIT]
+  if not named:
+    return tuple(readings)
+  height = float(np.median([r.box[3] - r.box[1] for r in readings]))
+  shifted = threshold / (threshold + NUMBER_ODDS * (1.0 - threshold))
+  return tuple(
+      dataclasses.replace(r, digit=int(np.argmax(r.probs)))
+      if r.digit == NOT_A_DIGIT and r.digit_score >= shifted and r.box[3] - r.box[1] >= SMALL_PART * height
+      else r for r in readings)
+
+
 def read_number(predictor, drawing: Image.Image | np.ndarray | Strokes) -> NumberReading:
   """The number in `drawing`: window strokes (lists of (x, y) in canvas units), or an image (a drawing
   dark on light, a scan or a photo, PIL or numpy). One drawn digit reads exactly as `predictor.classify`
@@ -295,6 +314,8 @@ def read_number(predictor, drawing: Image.Image | np.ndarray | Strokes) -> Numbe
     digits = tuple(_read(predictor, crop, box) for box, crop in parts)
   else:
     digits = tuple(_merge_weak(predictor, parts))
+  if len(digits) > 1:
+    digits = _in_context(digits, predictor.threshold)
   text = ''.join('?' if d.digit == NOT_A_DIGIT else str(d.digit) for d in digits)
   confidence = 0.0 if '?' in text else float(np.prod([d.probs.max() for d in digits]))
   return NumberReading(text, digits, confidence)

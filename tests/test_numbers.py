@@ -118,3 +118,33 @@ def test_predict_cli_prints_the_number_with_each_digit(shipped, tmp_path, capsys
   row = json.loads(capsys.readouterr().out)
   assert row['number'] == '42' and [d['digit'] for d in row['digits']] == [4, 2]
   assert all(len(d['box']) == 4 for d in row['digits']) and row['digits'][0]['box'][2] <= row['digits'][1]['box'][2]
+
+
+def _reading(digit, score, height=100, top=3):
+  probs = np.full(10, 0.02, np.float32)
+  probs[top] = 0.82
+  return numbers.DigitReading(digit, probs, score, (0, 0, 40, height))
+
+
+def test_a_doubtful_part_among_digits_reads_as_its_digit_by_the_shifted_odds():
+  sure = _reading(7, 0.99)
+  # Threshold 0.5 at odds 8 times higher becomes 1/9: 0.2 clears it, 0.05 does not.
+  read = numbers._in_context([sure, _reading(numbers.NOT_A_DIGIT, 0.2), _reading(numbers.NOT_A_DIGIT, 0.05)], 0.5)
+  assert [r.digit for r in read] == [7, 3, numbers.NOT_A_DIGIT]
+  assert read[1].digit_score == 0.2 and read[1].box == (0, 0, 40, 100)
+  shifted = 0.5 / (0.5 + numbers.NUMBER_ODDS * 0.5)
+  assert [r.digit for r in numbers._in_context([sure, _reading(-1, shifted * 1.01)], 0.5)] == [7, 3]
+  assert [r.digit for r in numbers._in_context([sure, _reading(-1, shifted * 0.99)], 0.5)] == [7, -1]
+  # A speck-sized part, or parts with no digit among them, stay turned away.
+  assert [r.digit for r in numbers._in_context([sure, sure, _reading(-1, 0.4, height=30)], 0.5)] == [7, 7, -1]
+  assert [r.digit for r in numbers._in_context([_reading(-1, 0.4), _reading(-1, 0.3)], 0.5)] == [-1, -1]
+
+
+def test_read_number_reads_a_doubtful_part_as_a_digit_only_within_a_number():
+  # The tiny model's digit scores (its top probability) are 0.21, 0.38 and 0.33 for the 1, 2 and 3.
+  p = tiny_predictor(seed=5, calibration={'temperature': 1.0, 'threshold': 0.3})
+  alone = numbers.read_number(p, ONE)
+  assert alone.text == '?' and 0.2 < alone.digits[0].digit_score < 0.3
+  number = numbers.read_number(p, ONE + TWO + THREE)
+  assert '?' not in number.text and len(number.text) == 3
+  assert number.digits[0].digit == int(np.argmax(alone.digits[0].probs))
