@@ -259,8 +259,9 @@ def _merge_weak(predictor, parts: list[tuple[Box, np.ndarray]]) -> list[DigitRea
     best = None
     for i in range(len(parts) - 1):
       (a_box, _), (b_box, _) = parts[i], parts[i + 1]
-      sure = [_sureness(readings[i]), _sureness(readings[i + 1])]
       small = [(b[3] - b[1]) < SMALL_PART * height for b in (a_box, b_box)]
+      # A small part counts as no digit at all: a speck beside a 1 reads as a sure little 1.
+      sure = [0.0 if small[k] else _sureness(readings[i + k]) for k in range(2)]
       if min(sure) >= WEAK and not any(small):
         continue
       if b_box[0] - a_box[2] > MERGE_GAP * height:

@@ -148,3 +148,17 @@ def test_read_number_reads_a_doubtful_part_as_a_digit_only_within_a_number():
   number = numbers.read_number(p, ONE + TWO + THREE)
   assert '?' not in number.text and len(number.text) == 3
   assert number.digits[0].digit == int(np.argmax(alone.digits[0].probs))
+
+
+@pytest.mark.parametrize('mark', [30, 40])
+def test_a_short_mark_beside_a_digit_joins_it(shipped, mark):
+  # The mark reads as a sure little 1 on its own; as a part under half the digits' height it counts as
+  # none, and it joins the 1 beside it rather than adding a digit (it read '111' before).
+  image = Image.new('L', (260, 160), 255)
+  draw = ImageDraw.Draw(image)
+  draw.line([(40, 30), (40, 130)], fill=0, width=10)
+  draw.line([(64, 110 - mark), (64, 110)], fill=0, width=8)
+  draw.line([(160, 30), (158, 130)], fill=0, width=10)
+  reading = numbers.read_number(shipped, np.asarray(image))
+  assert reading.text == '11'
+  assert reading.digits[0].box == (36, 30, 69, 131)
