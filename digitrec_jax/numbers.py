@@ -282,8 +282,7 @@ def _merge_weak(predictor, parts: list[tuple[Box, np.ndarray]]) -> list[DigitRea
 def _in_context(readings: Sequence[DigitReading], threshold: float) -> tuple[DigitReading, ...]:
   """`readings` with the parts turned away as not digits read as digits where, among the number's other
   digits, their digit score clears the threshold shifted by NUMBER_ODDS and they are digit-sized."""
-  named = [r for r in readings if r.digit != NOT_A_DIGIT]
-  if not named:
+  if all(r.digit == NOT_A_DIGIT for r in readings):
     return tuple(readings)
   height = float(np.median([r.box[3] - r.box[1] for r in readings]))
   shifted = threshold / (threshold + NUMBER_ODDS * (1.0 - threshold))

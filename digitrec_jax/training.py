@@ -125,9 +125,8 @@ def augment(config: TrainConfig, key: jax.Array, images: jax.Array, labels: jax.
   if not config.augments:
     return images
   affine_key, stroke_key = jax.random.split(key)
-  original = images
+  images = original = images.astype(jnp.float32) / (255.0 if images.dtype == jnp.uint8 else 1.0)
   if config.augment_forms:
-    images = images.astype(jnp.float32) / (255.0 if images.dtype == jnp.uint8 else 1.0)
     images = augment_lib.international_forms(jax.random.fold_in(key, 2), images, labels, config.augment_forms)
   images = augment_lib.random_affine(
       affine_key, images, rotation=config.augment_rotation, scale=config.augment_scale,
@@ -137,8 +136,7 @@ def augment(config: TrainConfig, key: jax.Array, images: jax.Array, labels: jax.
     images = augment_lib.random_stroke_width(stroke_key, images, config.augment_stroke)
   if config.augment_share < 1.0:
     keep = jax.random.uniform(jax.random.fold_in(key, 3), (images.shape[0], 1, 1, 1)) >= config.augment_share
-    plain = original.astype(jnp.float32) / (255.0 if original.dtype == jnp.uint8 else 1.0)
-    images = jnp.where(keep, plain, images)
+    images = jnp.where(keep, original, images)
   return images
 
 
