@@ -6,6 +6,7 @@ Rerunning the same command resumes from the latest checkpoint in --checkpoint-di
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 
@@ -120,11 +121,15 @@ def main(argv: list[str] | None = None) -> int:
 def run() -> None:
   """Console-script entry point."""
   try:
-    sys.exit(main())
+    code = main()
   except KeyboardInterrupt:
     # Ctrl-C before training installs its own handler (during imports or data loading): nothing to save.
     print('interrupted before training started; nothing was written', file=sys.stderr)
     sys.exit(130)
+  # The interpreter's last garbage collection walks every object that jax, flax and orbax created; frozen
+  # objects are skipped, and the process exits about 0.5 s sooner (benchmarks/README.md).
+  gc.freeze()
+  sys.exit(code)
 
 
 if __name__ == '__main__':

@@ -42,8 +42,9 @@ def compiler_options() -> dict[str, Any] | None:
   return {'xla_backend_optimization_level': 1} if jax.default_backend() == 'cpu' else None
 
 
-def _jit(**jit_kwargs):
-  """A decorator: `jax.jit` with `compiler_options()`, built at the first call, once the backend is known."""
+def _jit(cpu_options: dict[str, Any] | None = None, **jit_kwargs):
+  """A decorator: `jax.jit` with `compiler_options()` (plus `cpu_options` on CPU), built at the first call,
+  once the backend is known."""
   def wrap(fn):
     jitted = None
 
@@ -51,7 +52,10 @@ def _jit(**jit_kwargs):
     def call(*args, **kwargs):
       nonlocal jitted
       if jitted is None:
-        jitted = jax.jit(fn, compiler_options=compiler_options(), **jit_kwargs)
+        options = compiler_options()
+        if options is not None and cpu_options:
+          options = {**options, **cpu_options}
+        jitted = jax.jit(fn, compiler_options=options, **jit_kwargs)
       return jitted(*args, **kwargs)
     return call
   return wrap
@@ -99,9 +103,10 @@ def _initial_state(config: TrainConfig) -> TrainState:
 
 _jitted_initial_state = jax.jit(_initial_state, static_argnums=0)
 # What the training loop starts from: the same values (checked bitwise for every preset), compiled at
-# `compiler_options()` in 0.7 s instead of 1.3 s. Options are allowed only on a top-level jit, so the
-# public function, which users may call inside `jax.eval_shape`, goes without.
-_training_initial_state = _jit(static_argnums=0)(_initial_state)
+# `compiler_options()` in 0.7 s instead of 1.3 s, and without XLA:CPU's fusion emitters in 0.57 instead
+# of 0.88 CPU seconds (fast preset; it runs once, so their speed does not matter). Options are allowed
+# only on a top-level jit, so the public function, which users may call inside `jax.eval_shape`, goes without.
+_training_initial_state = _jit(cpu_options={'xla_cpu_use_fusion_emitters': False}, static_argnums=0)(_initial_state)
 
 
 def eval_variables(state: TrainState) -> Variables:
@@ -429,6 +434,7 @@ class _Run:
   val_batches: Batch  # the validation split, for every choice
   val_non_digit_batches: Batch | None
   val_pen_batches: Batch | None
+  initial_state: concurrent.futures.Future | None  # a fresh run's state, being built in the compile pool
   log: MetricsLog
   say: Callable[[str], None]
   is_main: bool
@@ -456,8 +462,8 @@ def _check_resume(saved: dict[str, Any], config: TrainConfig, where: Path) -> li
   return notes
 
 
-def _set_up(config: TrainConfig, workdir: str | Path, stack: contextlib.ExitStack, *, data_dir: str | None,
-            keep_checkpoints: int, progress: bool) -> _Run:
+def _set_up(config: TrainConfig, workdir: str | Path, stack: contextlib.ExitStack, pool: concurrent.futures.Executor,
+            *, data_dir: str | None, keep_checkpoints: int, progress: bool) -> _Run:
   num_devices = jax.device_count()
   if config.batch_size % num_devices:
     raise ValueError(f'batch size {config.batch_size} is not divisible by the {num_devices} devices; '
@@ -471,6 +477,11 @@ def _set_up(config: TrainConfig, workdir: str | Path, stack: contextlib.ExitStac
       raise RunDirError(f'{path} is not a regular file; move it away, or start a new run dir')
   mesh = Mesh(np.array(jax.devices()), ('data',))
   replicated = NamedSharding(mesh, P())
+  # A fresh run's initial state depends on the config alone, so it compiles and runs in the pool while
+  # MNIST loads. One process only, as for the evaluation warm-up below.
+  initial_state = None
+  if checkpoints.state.latest_step() is None and jax.process_count() == 1:
+    initial_state = pool.submit(lambda: jax.device_put(_training_initial_state(config), replicated))
   train_images, train_labels = data_lib.load_mnist('train', data_dir)
   test_images, test_labels = data_lib.load_mnist('test', data_dir)
   if config.val_size >= len(train_labels) - config.batch_size:
@@ -509,7 +520,7 @@ def _set_up(config: TrainConfig, workdir: str | Path, stack: contextlib.ExitStac
       apply_fn=make_apply_fn(CNN.from_config(config.model)), tx=make_optimizer(config), mesh=mesh,
       train_data=train_data, eval_batches=eval_batches_of(test_images, test_labels),
       val_batches=eval_batches_of(val_images, val_labels), val_non_digit_batches=val_non_digit_batches,
-      val_pen_batches=val_pen_batches,
+      val_pen_batches=val_pen_batches, initial_state=initial_state,
       log=MetricsLog(checkpoints.workdir / 'metrics.jsonl', enabled=is_main), say=say, is_main=is_main)
 
 
@@ -524,6 +535,8 @@ def _init_or_restore(run: _Run, resume: bool) -> TrainState | None:
                         'or delete it')
     # Rows of a run killed before its first checkpoint: those steps are trained again.
     run.log.truncate_after(0)
+    if run.initial_state is not None:
+      return run.initial_state.result()
     return jax.device_put(_training_initial_state(config), replicated)
   if not resume:
     raise RunDirError(f'{workdir} already holds checkpoints up to step {start}; start a new run dir, or resume')
@@ -584,9 +597,9 @@ def run_evaluation(run: _Run, state: TrainState) -> tuple[dict[str, float], tupl
 class _ChunkPrograms:
   """The train chunk compiled ahead of time for each length it runs at.
 
-  The usual length (`steps_per_dispatch`) starts compiling in a thread as soon as the data is on the
-  device, while the initial state is built or restored: the two compilations overlap (about a second
-  of the fast preset's start-up). The same thread then compiles the evaluation program while the
+  They compile in the pool's one thread, in this order: a fresh run's initial state (`_set_up`, while
+  MNIST loads); the usual length (`steps_per_dispatch`), as soon as the data is on the device, while
+  the main thread builds the evaluation batches or restores; then the evaluation program, while the
   first chunks train (`evaluation_ready` waits for it).
   """
 
@@ -735,9 +748,10 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, *, data_dir: st
   if steps_per_dispatch <= 0 or keep_checkpoints <= 0:
     raise ValueError('steps_per_dispatch and keep_checkpoints must be positive')
   with contextlib.ExitStack() as stack:
-    run = _set_up(config, workdir, stack, data_dir=data_dir, keep_checkpoints=keep_checkpoints, progress=progress)
-    stop = stack.enter_context(_stop_signals())
     pool = stack.enter_context(concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix='compile'))
+    run = _set_up(config, workdir, stack, pool, data_dir=data_dir, keep_checkpoints=keep_checkpoints,
+                  progress=progress)
+    stop = stack.enter_context(_stop_signals())
     train_chunk = _ChunkPrograms(run, steps_per_dispatch, pool)
     state = _init_or_restore(run, resume)
     if state is None:

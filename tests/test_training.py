@@ -46,6 +46,19 @@ def test_one_step_changes_every_parameter_and_keeps_them_finite():
   assert np.isfinite(float(metrics['loss'])) and 0 <= float(metrics['accuracy']) <= 1
 
 
+@pytest.mark.parametrize('preset', ['fast', 'best'])
+def test_the_loop_starts_from_the_public_initial_state_bitwise(preset):
+  # The loop's initial state is compiled with other XLA options (training._training_initial_state);
+  # a resumed or rebuilt run must not depend on which of the two built it.
+  from digitrec_jax.config import PRESETS
+  config = PRESETS[preset]
+  public = jax.device_get(create_train_state(config))
+  loop = jax.device_get(training._training_initial_state(config))
+  assert jax.tree.structure(public) == jax.tree.structure(loop)
+  for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(public), jax.tree.leaves(loop)):
+    assert a.dtype == b.dtype and np.array_equal(a, b), jax.tree_util.keystr(path)
+
+
 def test_jit_and_no_jit_agree():
   config = TrainConfig(steps=10, warmup_steps=0, model=TINY_MODEL)
   apply_fn, tx = _setup(config)
