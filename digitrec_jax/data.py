@@ -143,6 +143,16 @@ def load_mnist(split: str, data_dir: str | None = None) -> tuple[np.ndarray, np.
   return images.reshape((len(images), *IMAGE_SHAPE)), labels.astype(np.int32)
 
 
+def mnist_size(split: str, data_dir: str | None = None) -> int:
+  """How many examples MNIST `split` holds, read from its labels file once both of its files are fetched
+  and validated as by `load_mnist`, so that programs shaped by it can compile while the images decode."""
+  if split not in SPLITS:
+    raise ValueError(f'split must be one of {sorted(SPLITS)}, got {split!r}')
+  labels_name = SPLITS[split][1]
+  path = _fetch(SPLITS[split], default_data_dir() if data_dir is None else data_dir)[labels_name]
+  return len(_read_idx(path, _LABELS_MAGIC, ()))
+
+
 def make_eval_batches(images: np.ndarray, labels: np.ndarray, batch_size: int) -> dict[str, np.ndarray]:
   """[num_batches, batch_size, ...] arrays with a mask, so a partial last batch counts exactly."""
   n = labels.shape[0]

@@ -26,7 +26,7 @@ from digitrec_jax import checkpoint as ckpt_lib
 from digitrec_jax import data as data_lib
 from digitrec_jax import nondigits
 from digitrec_jax.config import TrainConfig
-from digitrec_jax.model import NUM_CLASSES, CNN, Apply, ApplyFn, Variables, init_variables, make_apply_fn
+from digitrec_jax.model import IMAGE_SHAPE, NUM_CLASSES, CNN, Apply, ApplyFn, Variables, init_variables, make_apply_fn
 
 Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
@@ -434,7 +434,8 @@ class _Run:
   val_batches: Batch  # the validation split, for every choice
   val_non_digit_batches: Batch | None
   val_pen_batches: Batch | None
-  initial_state: concurrent.futures.Future | None  # a fresh run's state, being built in the compile pool
+  train_chunk: _ChunkPrograms
+  initial_state: TrainState | None  # a fresh run's state; None when the run dir has a checkpoint
   log: MetricsLog
   say: Callable[[str], None]
   is_main: bool
@@ -463,7 +464,7 @@ def _check_resume(saved: dict[str, Any], config: TrainConfig, where: Path) -> li
 
 
 def _set_up(config: TrainConfig, workdir: str | Path, stack: contextlib.ExitStack, pool: concurrent.futures.Executor,
-            *, data_dir: str | None, keep_checkpoints: int, progress: bool) -> _Run:
+            *, data_dir: str | None, keep_checkpoints: int, progress: bool, steps_per_dispatch: int) -> _Run:
   num_devices = jax.device_count()
   if config.batch_size % num_devices:
     raise ValueError(f'batch size {config.batch_size} is not divisible by the {num_devices} devices; '
@@ -477,16 +478,20 @@ def _set_up(config: TrainConfig, workdir: str | Path, stack: contextlib.ExitStac
       raise RunDirError(f'{path} is not a regular file; move it away, or start a new run dir')
   mesh = Mesh(np.array(jax.devices()), ('data',))
   replicated = NamedSharding(mesh, P())
-  # A fresh run's initial state depends on the config alone, so it compiles and runs in the pool while
-  # MNIST loads. One process only, as for the evaluation warm-up below.
+  # The train chunk's shapes follow from the size of the training set, known from its labels file: the
+  # chunk compiles in the pool while the main thread builds the initial state and decodes the images.
+  num_train = data_lib.mnist_size('train', data_dir)
+  if config.val_size >= num_train - config.batch_size:
+    raise ValueError(f'val_size {config.val_size} leaves fewer than a batch of the {num_train:,} training '
+                     'images; lower --val-size')
+  apply_fn, tx = make_apply_fn(CNN.from_config(config.model)), make_optimizer(config)
+  shapes = _train_data_shapes(config, num_train - config.val_size, replicated)
+  train_chunk = _ChunkPrograms(config, apply_fn, tx, mesh, shapes, pool, steps_per_dispatch)
   initial_state = None
-  if checkpoints.state.latest_step() is None and jax.process_count() == 1:
-    initial_state = pool.submit(lambda: jax.device_put(_training_initial_state(config), replicated))
+  if checkpoints.state.latest_step() is None:
+    initial_state = jax.device_put(_training_initial_state(config), replicated)
   train_images, train_labels = data_lib.load_mnist('train', data_dir)
   test_images, test_labels = data_lib.load_mnist('test', data_dir)
-  if config.val_size >= len(train_labels) - config.batch_size:
-    raise ValueError(f'val_size {config.val_size} leaves fewer than a batch of the {len(train_labels):,} training '
-                     'images; lower --val-size')
   (train_images, train_labels), (val_images, val_labels) = data_lib.split_validation(
       train_images, train_labels, config.val_size)
   if config.batch_size > len(train_labels):
@@ -515,12 +520,12 @@ def _set_up(config: TrainConfig, workdir: str | Path, stack: contextlib.ExitStac
     train_data['pen_digits'], train_data['pen_labels'] = _put(pen_images, replicated), _put(pen_labels, replicated)
     val_pen_batches = eval_batches_of(*nondigits.make_pen_digits(
         max(1, config.val_size // 5), data_lib.VALIDATION_SEED + 1, (val_images, val_labels), config.pen_mnist_share))
+  train_chunk.check_data(train_data)
   return _Run(
-      config=config, workdir=checkpoints.workdir, checkpoints=checkpoints,
-      apply_fn=make_apply_fn(CNN.from_config(config.model)), tx=make_optimizer(config), mesh=mesh,
+      config=config, workdir=checkpoints.workdir, checkpoints=checkpoints, apply_fn=apply_fn, tx=tx, mesh=mesh,
       train_data=train_data, eval_batches=eval_batches_of(test_images, test_labels),
       val_batches=eval_batches_of(val_images, val_labels), val_non_digit_batches=val_non_digit_batches,
-      val_pen_batches=val_pen_batches, initial_state=initial_state,
+      val_pen_batches=val_pen_batches, train_chunk=train_chunk, initial_state=initial_state,
       log=MetricsLog(checkpoints.workdir / 'metrics.jsonl', enabled=is_main), say=say, is_main=is_main)
 
 
@@ -535,9 +540,7 @@ def _init_or_restore(run: _Run, resume: bool) -> TrainState | None:
                         'or delete it')
     # Rows of a run killed before its first checkpoint: those steps are trained again.
     run.log.truncate_after(0)
-    if run.initial_state is not None:
-      return run.initial_state.result()
-    return jax.device_put(_training_initial_state(config), replicated)
+    return run.initial_state
   if not resume:
     raise RunDirError(f'{workdir} already holds checkpoints up to step {start}; start a new run dir, or resume')
   for note in _check_resume(run.checkpoints.state.read_json(start, 'config'), config, run.checkpoints.state.step_dir(start)):
@@ -597,26 +600,41 @@ def run_evaluation(run: _Run, state: TrainState) -> tuple[dict[str, float], tupl
 class _ChunkPrograms:
   """The train chunk compiled ahead of time for each length it runs at.
 
-  They compile in the pool's one thread, in this order: a fresh run's initial state (`_set_up`, while
-  MNIST loads); the usual length (`steps_per_dispatch`), as soon as the data is on the device, while
-  the main thread builds the evaluation batches or restores; then the evaluation program, while the
-  first chunks train (`evaluation_ready` waits for it).
+  The usual length (`steps_per_dispatch`) starts compiling in the pool's thread from the shapes of the
+  training data (`_train_data_shapes`), before MNIST is decoded, while the main thread builds the
+  initial state (or later restores). The same thread then compiles the evaluation program while the
+  first chunks train (`warm_up_evaluation`; `evaluation_ready` waits for it).
   """
 
-  def __init__(self, run: _Run, steps_per_dispatch: int, pool: concurrent.futures.Executor):
-    self._jit = make_train_chunk(run.config, run.apply_fn, run.tx, run.mesh)
+  def __init__(self, config: TrainConfig, apply_fn: Apply, tx: optax.GradientTransformation, mesh: Mesh,
+               train_data: dict[str, jax.ShapeDtypeStruct], pool: concurrent.futures.Executor,
+               steps_per_dispatch: int):
+    self._jit = make_train_chunk(config, apply_fn, tx, mesh)
     self._compiled: dict[int, Any] = {}
-    self.replicated = NamedSharding(run.mesh, P())
-    abstract = jax.eval_shape(lambda: create_train_state(run.config))
-    state = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=self.replicated), abstract)
-    orders = jax.ShapeDtypeStruct((2 * run.train_data['label'].shape[0],), jnp.int32, sharding=self.replicated)
+    self._pool = pool
+    self.replicated = NamedSharding(mesh, P())
+    self._abstract_state = jax.eval_shape(lambda: create_train_state(config))
+    state = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=self.replicated),
+                         self._abstract_state)
+    orders = jax.ShapeDtypeStruct((2 * train_data['label'].shape[0],), jnp.int32, sharding=self.replicated)
     epoch = jax.ShapeDtypeStruct((), jnp.int32, sharding=self.replicated)
-    self._abstract = (state, run.train_data, orders, epoch)
+    self._abstract = (state, train_data, orders, epoch)
     self.steps_per_dispatch = steps_per_dispatch
     self._pending = pool.submit(self._compile, steps_per_dispatch)
+    self._evaluation = None
+
+  def check_data(self, train_data: Batch) -> None:
+    """Fails loudly if the data on the device does not have the shapes the chunk was compiled for."""
+    expected = {k: (v.shape, v.dtype) for k, v in self._abstract[1].items()}
+    actual = {k: (v.shape, v.dtype) for k, v in train_data.items()}
+    if expected != actual:
+      raise RuntimeError(f'internal error: the train chunk was compiled for {expected}, the data is {actual}')
+
+  def warm_up_evaluation(self, run: _Run) -> None:
     # One process only: the warm-up runs the program, and with several processes its collectives could
     # interleave with the training's in a different order on each.
-    self._evaluation = pool.submit(_warm_up_evaluation, run, abstract) if jax.process_count() == 1 else None
+    if jax.process_count() == 1:
+      self._evaluation = self._pool.submit(_warm_up_evaluation, run, self._abstract_state)
 
   def evaluation_ready(self) -> None:
     if self._evaluation is not None:
@@ -630,6 +648,18 @@ class _ChunkPrograms:
     if n not in self._compiled:
       self._compiled[n] = self._pending.result() if n == self.steps_per_dispatch else self._compile(n)
     return self._compiled[n](state, train_data, orders, first_epoch)
+
+
+def _train_data_shapes(config: TrainConfig, num_train: int, sharding: NamedSharding) -> dict[str, jax.ShapeDtypeStruct]:
+  """The shapes of `_Run.train_data` for `num_train` training digits (checked once the data is built)."""
+  image = lambda n: jax.ShapeDtypeStruct((n, *IMAGE_SHAPE), jnp.uint8, sharding=sharding)
+  label = lambda n: jax.ShapeDtypeStruct((n,), jnp.int32, sharding=sharding)
+  shapes = {'image': image(num_train), 'label': label(num_train)}
+  if config.model.non_digit_class:
+    shapes['non_digits'] = image(config.non_digit_bank)
+  if config.pen_digit_fraction:
+    shapes['pen_digits'], shapes['pen_labels'] = image(config.non_digit_bank // 2), label(config.non_digit_bank // 2)
+  return shapes
 
 
 def _warm_up_evaluation(run: _Run, abstract_state: TrainState) -> None:
@@ -750,15 +780,15 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, *, data_dir: st
   with contextlib.ExitStack() as stack:
     pool = stack.enter_context(concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix='compile'))
     run = _set_up(config, workdir, stack, pool, data_dir=data_dir, keep_checkpoints=keep_checkpoints,
-                  progress=progress)
+                  progress=progress, steps_per_dispatch=steps_per_dispatch)
     stop = stack.enter_context(_stop_signals())
-    train_chunk = _ChunkPrograms(run, steps_per_dispatch, pool)
+    run.train_chunk.warm_up_evaluation(run)
     state = _init_or_restore(run, resume)
     if state is None:
       return ckpt_lib.read_json_file(run.workdir / 'summary.json')
     first_step = int(to_host(state.step))
     start = time.perf_counter()
-    state, metrics, best = _train_loop(run, state, stop, train_chunk, progress)
+    state, metrics, best = _train_loop(run, state, stop, run.train_chunk, progress)
     seconds = time.perf_counter() - start
     if metrics is None:  # Restored at the final step (its summary was lost): report that state.
       metrics, _ = run_evaluation(run, state)

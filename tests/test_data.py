@@ -23,6 +23,13 @@ def test_fake_files_parse_to_images_and_labels(fake_mnist):
   np.testing.assert_array_equal(labels, expected_labels)
 
 
+def test_mnist_size_counts_a_split_from_its_validated_files(fake_mnist):
+  assert data_lib.mnist_size('train', str(fake_mnist)) == 512
+  assert data_lib.mnist_size('test', str(fake_mnist)) == len(load_mnist('test', str(fake_mnist))[1]) == 200
+  with pytest.raises(ValueError, match='split must be one of'):
+    data_lib.mnist_size('val', str(fake_mnist))
+
+
 def test_data_dir_defaults_to_environment(fake_mnist, monkeypatch):
   monkeypatch.setenv('DIGITREC_DATA_DIR', str(fake_mnist))
   assert load_mnist('test')[0].shape == (200, 28, 28, 1)

@@ -160,6 +160,21 @@ def test_best_is_chosen_on_validation_accuracy_not_on_the_test_set(tiny_config, 
   assert calib['temperature'] > 0 and 0 <= calib['threshold'] <= 0.5
 
 
+def test_a_run_with_non_digits_and_pen_digits_trains_the_eleventh_class(tiny_config, run_options, tmp_path):
+  # The train chunk compiles from shapes predicted before the banks exist (training._train_data_shapes);
+  # a wrong prediction fails the run.
+  config = dataclasses.replace(tiny_config, steps=3, eval_every=3, non_digit_fraction=0.25, non_digit_bank=64,
+                               pen_digit_fraction=0.25, pen_mnist_share=0.5, augment_rotation=10.0,
+                               model=dataclasses.replace(tiny_config.model, non_digit_class=True))
+  summary = train_and_evaluate(config, tmp_path / 'run', **run_options)
+  assert summary['step'] == 3 and summary['best_step'] == 3
+  from digitrec_jax import load_variables
+  variables, saved, info = load_variables(tmp_path / 'run')
+  assert saved == config and info['step'] == 3
+  assert variables['params']['Dense_1']['kernel'].shape[-1] == 11
+  assert 0 <= info['calibration']['threshold'] <= 1
+
+
 def test_non_digits_are_mixed_into_each_batch_with_their_label():
   batch = {'image': jnp.zeros((8, 28, 28, 1), jnp.uint8), 'label': jnp.arange(8, dtype=jnp.int32)}
   bank = jnp.full((5, 28, 28, 1), 200, jnp.uint8)
