@@ -533,7 +533,6 @@ def _init_or_restore(run: _Run, resume: bool) -> TrainState | None:
   """The state to continue from: fresh, restored, or None when the run is already complete."""
   config, workdir = run.config, run.workdir
   start = run.checkpoints.state.latest_step()
-  replicated = NamedSharding(run.mesh, P())
   if start is None:
     if (workdir / 'summary.json').exists():
       raise RunDirError(f'{workdir} holds summary.json but no checkpoint to resume from; start a new run dir, '
@@ -552,9 +551,7 @@ def _init_or_restore(run: _Run, resume: bool) -> TrainState | None:
   if note:
     run.say(f'note: {note}')
   run.say(f'resuming from step {start} (of {config.steps})')
-  abstract = jax.eval_shape(lambda: create_train_state(config))
-  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), abstract)
-  return run.checkpoints.state.restore(start, 'state', abstract)
+  return run.checkpoints.state.restore(start, 'state', run.train_chunk.abstract_state)
 
 
 def _evaluate_and_checkpoint(run: _Run, state: TrainState, step: int, best: dict[str, Any] | None,
@@ -613,12 +610,12 @@ class _ChunkPrograms:
     self._compiled: dict[int, Any] = {}
     self._pool = pool
     self.replicated = NamedSharding(mesh, P())
-    self._abstract_state = jax.eval_shape(lambda: create_train_state(config))
-    state = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=self.replicated),
-                         self._abstract_state)
+    # The train state's shapes and shardings: what the chunk compiles for and a resumed run restores into.
+    self.abstract_state = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=self.replicated),
+                                       jax.eval_shape(lambda: create_train_state(config)))
     orders = jax.ShapeDtypeStruct((2 * train_data['label'].shape[0],), jnp.int32, sharding=self.replicated)
     epoch = jax.ShapeDtypeStruct((), jnp.int32, sharding=self.replicated)
-    self._abstract = (state, train_data, orders, epoch)
+    self._abstract = (self.abstract_state, train_data, orders, epoch)
     self.steps_per_dispatch = steps_per_dispatch
     self._pending = pool.submit(self._compile, steps_per_dispatch)
     self._evaluation = None
@@ -634,7 +631,7 @@ class _ChunkPrograms:
     # One process only: the warm-up runs the program, and with several processes its collectives could
     # interleave with the training's in a different order on each.
     if jax.process_count() == 1:
-      self._evaluation = self._pool.submit(_warm_up_evaluation, run, self._abstract_state)
+      self._evaluation = self._pool.submit(_warm_up_evaluation, run, self.abstract_state)
 
   def evaluation_ready(self) -> None:
     if self._evaluation is not None:
