@@ -48,8 +48,9 @@ MERGE_GAP = 0.25
 SPLIT_MARGIN = 0.01
 # Among other digits, a digit-sized part is far likelier to be a digit than a drawing on its own is: the
 # odds that it is one are taken as this many times the odds the threshold was set for (a digit score of
-# 0.5 becomes 1/9). A part that is not a digit scores near 0 and stays '?'; one drawn alone is unaffected.
-NUMBER_ODDS = 8.0
+# 0.5 becomes 1/129; chosen on development seeds, benchmarks/README.md). Most parts that are not digits
+# score lower still and stay '?'; a part drawn alone is unaffected.
+NUMBER_ODDS = 128.0
 
 Box = tuple[int, int, int, int]  # left, top, right, bottom (exclusive), in the input's pixels
 

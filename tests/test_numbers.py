@@ -128,8 +128,8 @@ def _reading(digit, score, height=100, top=3):
 
 def test_a_doubtful_part_among_digits_reads_as_its_digit_by_the_shifted_odds():
   sure = _reading(7, 0.99)
-  # Threshold 0.5 at odds 8 times higher becomes 1/9: 0.2 clears it, 0.05 does not.
-  read = numbers._in_context([sure, _reading(numbers.NOT_A_DIGIT, 0.2), _reading(numbers.NOT_A_DIGIT, 0.05)], 0.5)
+  # Threshold 0.5 at odds 128 times higher becomes 1/129: 0.2 clears it, 0.005 does not.
+  read = numbers._in_context([sure, _reading(numbers.NOT_A_DIGIT, 0.2), _reading(numbers.NOT_A_DIGIT, 0.005)], 0.5)
   assert [r.digit for r in read] == [7, 3, numbers.NOT_A_DIGIT]
   assert read[1].digit_score == 0.2 and read[1].box == (0, 0, 40, 100)
   shifted = 0.5 / (0.5 + numbers.NUMBER_ODDS * 0.5)
