@@ -506,16 +506,18 @@ def _set_up(config: TrainConfig, workdir: str | Path, stack: contextlib.ExitStac
   if config.model.non_digit_class:
     # Made on the host from the run's seed (training) and a fixed seed (validation), from the digits of
     # each split, so validation never sees a training example.
-    say(f'making {config.non_digit_bank:,} synthetic non-digits')
-    bank, _ = nondigits.make_non_digits(config.non_digit_bank, config.seed, (train_images, train_labels))
+    count = shapes['non_digits'].shape[0]
+    say(f'making {count:,} synthetic non-digits')
+    bank, _ = nondigits.make_non_digits(count, config.seed, (train_images, train_labels))
     train_data['non_digits'] = _put(bank, replicated)
     val_bank, _ = nondigits.make_non_digits(max(1, config.val_size // 2), data_lib.VALIDATION_SEED,
                                             (val_images, val_labels))
     val_non_digit_batches = eval_batches_of(val_bank, np.full(len(val_bank), nondigits.NON_DIGIT_LABEL, np.int32))
   val_pen_batches = None
   if config.pen_digit_fraction:
-    say(f'making {config.non_digit_bank // 2:,} digits drawn with the window\'s pen')
-    pen_images, pen_labels = nondigits.make_pen_digits(config.non_digit_bank // 2, config.seed + 1,
+    count = shapes['pen_digits'].shape[0]
+    say(f'making {count:,} digits drawn with the window\'s pen')
+    pen_images, pen_labels = nondigits.make_pen_digits(count, config.seed + 1,
                                                        (train_images, train_labels), config.pen_mnist_share)
     train_data['pen_digits'], train_data['pen_labels'] = _put(pen_images, replicated), _put(pen_labels, replicated)
     val_pen_batches = eval_batches_of(*nondigits.make_pen_digits(
@@ -648,7 +650,8 @@ class _ChunkPrograms:
 
 
 def _train_data_shapes(config: TrainConfig, num_train: int, sharding: NamedSharding) -> dict[str, jax.ShapeDtypeStruct]:
-  """The shapes of `_Run.train_data` for `num_train` training digits (checked once the data is built)."""
+  """The shapes of `_Run.train_data` for `num_train` training digits: `_set_up` makes the banks at these
+  sizes, and checks the data against them once it is built."""
   image = lambda n: jax.ShapeDtypeStruct((n, *IMAGE_SHAPE), jnp.uint8, sharding=sharding)
   label = lambda n: jax.ShapeDtypeStruct((n,), jnp.int32, sharding=sharding)
   shapes = {'image': image(num_train), 'label': label(num_train)}
