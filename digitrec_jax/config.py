@@ -77,6 +77,9 @@ class TrainConfig:
   # Share of those pen-drawn digits that are MNIST training digits redrawn with the window's pen
   # (`nondigits.redraw_with_pen`) instead of the templates: many hands' shapes with the window's look.
   pen_mnist_share: float = 0.0
+  # Share of those redrawn MNIST digits that keep their own soft strokes (scaled to the canvas and fitted
+  # back, as a scan, a photo or a number's part is) instead of the window's solid pen.
+  pen_soft_share: float = 0.3
   # Training images held out (chosen by data.VALIDATION_SEED) to pick the best checkpoint, fit the
   # temperature and choose the "not a digit" threshold; the test set is only reported.
   val_size: int = 5000
@@ -124,6 +127,8 @@ class TrainConfig:
                        f'{self.pen_digit_fraction}')
     if not 0.0 <= self.pen_mnist_share <= 1.0:
       raise ValueError(f'pen_mnist_share must be in [0, 1], got {self.pen_mnist_share}')
+    if not 0.0 <= self.pen_soft_share <= 1.0:
+      raise ValueError(f'pen_soft_share must be in [0, 1], got {self.pen_soft_share}')
     if not 0.0 <= self.non_digit_fraction < 1.0:
       raise ValueError(f'non_digit_fraction must be in [0, 1), got {self.non_digit_fraction}')
     if self.non_digit_fraction and not self.model.non_digit_class:

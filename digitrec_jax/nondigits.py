@@ -153,12 +153,13 @@ def redraw_with_pen(digit: np.ndarray, rng: np.random.Generator, soft_share: flo
 
 
 def make_pen_digits(n: int, seed: int, digits: tuple[np.ndarray, np.ndarray] | None = None,
-                    mnist_share: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+                    mnist_share: float = 0.0, soft_share: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
   """(images uint8 [n, 28, 28, 1], labels [n]) of digits drawn with the window's pen.
 
   From `DIGIT_SHAPES`, with the same hand-like jitter as the non-digit shapes; a `mnist_share` of them
   are instead `digits` (MNIST images and labels of the split being generated for) redrawn with the pen
-  (`redraw_with_pen`): many hands' shapes with the window's look.
+  (`redraw_with_pen`, `soft_share` of them with their own soft strokes): many hands' shapes with the
+  window's look.
   """
   rng = np.random.default_rng(seed)
   labels = rng.integers(0, 10, n).astype(np.int32)
@@ -170,7 +171,7 @@ def make_pen_digits(n: int, seed: int, digits: tuple[np.ndarray, np.ndarray] | N
   for i, digit in enumerate(labels):
     if redraw[i]:
       try:
-        out[i] = np.round(redraw_with_pen(digits[0][which[i]], rng) * 255).astype(np.uint8)
+        out[i] = np.round(redraw_with_pen(digits[0][which[i]], rng, soft_share) * 255).astype(np.uint8)
         labels[i] = digits[1][which[i]]
         continue
       except EmptyDrawingError:  # Thinned away: a template digit instead.

@@ -518,10 +518,12 @@ def _set_up(config: TrainConfig, workdir: str | Path, stack: contextlib.ExitStac
     count = shapes['pen_digits'].shape[0]
     say(f'making {count:,} digits drawn with the window\'s pen')
     pen_images, pen_labels = nondigits.make_pen_digits(count, config.seed + 1,
-                                                       (train_images, train_labels), config.pen_mnist_share)
+                                                       (train_images, train_labels), config.pen_mnist_share,
+                                                       config.pen_soft_share)
     train_data['pen_digits'], train_data['pen_labels'] = _put(pen_images, replicated), _put(pen_labels, replicated)
     val_pen_batches = eval_batches_of(*nondigits.make_pen_digits(
-        max(1, config.val_size // 5), data_lib.VALIDATION_SEED + 1, (val_images, val_labels), config.pen_mnist_share))
+        max(1, config.val_size // 5), data_lib.VALIDATION_SEED + 1, (val_images, val_labels), config.pen_mnist_share,
+        config.pen_soft_share))
   train_chunk.check_data(train_data)
   return _Run(
       config=config, workdir=checkpoints.workdir, checkpoints=checkpoints, apply_fn=apply_fn, tx=tx, mesh=mesh,

@@ -53,6 +53,7 @@ def test_bad_model_fields_are_rejected(kwargs, message):
     ({'augment_shift': float('nan')}, 'augment_shift must be >= 0, got nan'),
     ({'augment_scale': 1.0}, 'augment_scale must be < 1, got 1.0'),
     ({'augment_stroke': 1.5}, 'augment_stroke must be in [0, 1], got 1.5'),
+    ({'pen_soft_share': -0.1}, 'pen_soft_share must be in [0, 1], got -0.1'),
     ({'ema_decay': 1.0}, 'ema_decay must be in [0, 1), got 1.0'),
     ({'adam_b1': 1.0}, 'adam_b1 must be in [0, 1), got 1.0'),
 ])

@@ -81,6 +81,19 @@ def test_redrawn_digits_take_the_window_pen_width_for_their_size():
                                 nondigits.redraw_with_pen(images[0], np.random.default_rng(5)))
 
 
+def test_soft_share_of_pen_digits_keeps_the_digits_own_strokes():
+  images, labels = _ring(10)
+  own = _pen_width(images[0] / 255.0)
+  soft, _ = nondigits.make_pen_digits(30, 4, (images, labels), mnist_share=1.0, soft_share=1.0)
+  solid, _ = nondigits.make_pen_digits(30, 4, (images, labels), mnist_share=1.0, soft_share=0.0)
+  soft_widths = np.array([_pen_width(o / 255.0) for o in soft])
+  solid_widths = np.array([_pen_width(o / 255.0) for o in solid])
+  # Soft: the ring's own stroke at every size; solid: the window's pen, thick when drawn small.
+  assert np.abs(soft_widths - own).max() < 0.6
+  assert solid_widths.max() / solid_widths.min() > 1.8
+  np.testing.assert_array_equal(soft, nondigits.make_pen_digits(30, 4, (images, labels), 1.0, 1.0)[0])
+
+
 def test_pen_digits_can_be_mnist_digits_redrawn_with_their_own_labels():
   images, labels = _ring(40)
   labels[:] = 7  # Rings labelled 7 tell redrawn ones (7) from templates (any digit).
