@@ -3,13 +3,14 @@ reads each one with the Predictor.
 
 Strokes from the window are grouped by their horizontal overlap, so a 4 or a 5 drawn in two strokes
 stays one digit. Images are binarized against an estimate of the paper's own brightness (a large
-median filter, so shadows and gradients drop out, then Otsu's threshold on the darkness), cut into
+percentile filter, so shadows and gradients drop out, then Otsu's threshold on the darkness), cut into
 connected components (`scipy.ndimage.label`: scipy already comes with jax, and its labelling handles
 8-connectivity and sizes in C), merged where parts overlap horizontally (the separate top bar of a 5)
-and, where a part is too wide for one digit, cut at the low-ink column whose two sides the model reads
-best (recognition-based segmentation). Each part goes
+and, where a part is too wide for one digit, cut at the low-ink column or between the components whose
+two sides the model reads best (recognition-based segmentation). Each part goes
 through `preprocess_drawing`, exactly as a single digit does. Among other digits, a digit-sized part the
-model doubts is read as a digit at shifted odds (NUMBER_ODDS); a part drawn alone keeps the model's answer.
+model doubts is read as a digit at shifted odds (NUMBER_ODDS), and cuts and joins among other parts are
+judged at those odds; a part drawn alone keeps the model's answer.
 """
 
 from __future__ import annotations
@@ -175,8 +176,9 @@ def _otsu(values: np.ndarray) -> float:
   return float(edges[int(np.argmax(between)) + 1])
 
 
-def _image_parts(ink: np.ndarray) -> list[tuple[Box, np.ndarray]]:
-  """(box, ink crop) per part of an ink map: components, merged where they overlap horizontally."""
+def _image_parts(ink: np.ndarray) -> list[list[tuple[Box, np.ndarray]]]:
+  """The parts of an ink map, each a list of its connected components' (box, ink crop): components
+  grouped where they overlap horizontally (a 5 and its separate top bar)."""
   from scipy import ndimage
   labels, n = ndimage.label(ink > 0, structure=np.ones((3, 3)))
   if n == 0:
@@ -185,13 +187,9 @@ def _image_parts(ink: np.ndarray) -> list[tuple[Box, np.ndarray]]:
   slices = ndimage.find_objects(labels)
   keep = [i for i in range(n) if sizes[i] >= SPECK * sizes.max()]
   boxes = [(slices[i][1].start, slices[i][0].start, slices[i][1].stop, slices[i][0].stop) for i in keep]
-  parts = []
-  for group in _merge_boxes(boxes):
-    members = np.isin(labels, [keep[i] + 1 for i in group])
-    own = np.where(members, ink, 0.0)  # Only this digit's components, not a neighbour reaching into its box.
-    left, top, right, bottom = _union([boxes[i] for i in group])
-    parts.append(((left, top, right, bottom), own[top:bottom, left:right]))
-  return parts
+  # Each component's own ink only, not a neighbour reaching into its box.
+  own = [np.where(labels[slices[i]] == i + 1, ink[slices[i]], 0.0) for i in keep]
+  return [[(boxes[i], own[i]) for i in sorted(group, key=lambda i: boxes[i][0])] for group in _merge_boxes(boxes)]
 
 
 def _read(predictor, crop: np.ndarray, box: Box = (0, 0, 0, 0)) -> DigitReading:
@@ -202,19 +200,36 @@ def _read(predictor, crop: np.ndarray, box: Box = (0, 0, 0, 0)) -> DigitReading:
   return DigitReading(int(result.digits[0]), result.probs[0], float(result.digit_scores[0]), box, x)
 
 
-def _sureness(reading: DigitReading) -> float:
-  return 0.0 if reading.digit == NOT_A_DIGIT else reading.digit_score * float(reading.probs.max())
+def _shifted_threshold(threshold: float, odds: float) -> float:
+  """The digit score at which a part is a digit when the odds that it is one are `odds` times those the
+  threshold was set for."""
+  return threshold / (threshold + odds * (1.0 - threshold))
 
 
-def _split_touching(predictor, box: Box, crop: np.ndarray, depth: int = 0) -> list[tuple[Box, np.ndarray]]:
-  """A part too wide for one digit, cut where the two sides read best (recognition-based segmentation).
+def _sureness(reading: DigitReading, threshold: float, odds: float = 1.0) -> float:
+  """How sure the model is that a part is its digit: the digit score (at `odds` times the odds, as among
+  other digits) times the top probability; 0 for a part that is not a digit at those odds."""
+  score = reading.digit_score
+  if score < _shifted_threshold(threshold, odds):
+    return 0.0
+  return odds * score / (odds * score + 1.0 - score) * float(reading.probs.max())
 
-  Candidate cuts lie in the middle half; the cut is kept only when both sides read as digits more
-  surely than the whole does, by SPLIT_MARGIN.
+
+def _split_touching(predictor, pieces: Sequence[tuple[Box, np.ndarray]], odds: float = 1.0, depth: int = 0
+                    ) -> list[tuple[Box, np.ndarray]]:
+  """A part (its components' boxes and crops) too wide for one digit, cut where the two sides read best
+  (recognition-based segmentation).
+
+  Candidate cuts are columns in the middle half and, for a part of several components, each split of its
+  components into a left and a right group (two digits whose strokes overlap in x, as the bar of one 5
+  reaching over the next). A cut is kept only when both sides read as digits more surely than the whole
+  does, by SPLIT_MARGIN; among other parts, both are judged at NUMBER_ODDS (`odds`).
   """
+  box, crop = _paste(pieces)
   height, width = crop.shape
   if width <= SPLIT_ASPECT * height or width < 8 or depth > 3:
     return [(box, crop)]
+  left, top, right, bottom = box
   columns = crop.sum(0)
   lo, hi = int(width * 0.25), int(width * 0.75)
   # The columns with least ink, where a thin join is, and an even comb across the middle half: two
@@ -224,24 +239,30 @@ def _split_touching(predictor, box: Box, crop: np.ndarray, depth: int = 0) -> li
   thin = np.argsort(columns[lo:hi], kind='stable')[:6] + lo
   comb = [c for c in range(lo, hi, max(1, (hi - lo) // 16)) if c not in set(thin.tolist())
           ] if width > COMB_ASPECT * height else []
-  whole = _sureness(_read(predictor, crop))
-  best, best_cut = whole + SPLIT_MARGIN, None
-  for cut, floor in [(c, 0.0) for c in thin] + [(c, COMB_SURE) for c in comb]:
-    left_side, right_side = crop[:, :cut], crop[:, cut:]
-    if left_side.max() <= 0 or right_side.max() <= 0:
+  column_cut = lambda c: ([((left, top, left + c, bottom), crop[:, :c])],
+                          [((left + c, top, right, bottom), crop[:, c:])])
+  by_centre = sorted(pieces, key=lambda piece: piece[0][0] + piece[0][2])
+  candidates = ([(*column_cut(int(c)), 0.0) for c in thin]
+                + [(by_centre[:k], by_centre[k:], 0.0) for k in range(1, len(pieces))]
+                + [(*column_cut(int(c)), COMB_SURE) for c in comb])
+  whole = _sureness(_read(predictor, crop), predictor.threshold, odds)
+  best, best_sides = whole + SPLIT_MARGIN, None
+  for left_pieces, right_pieces, floor in candidates:
+    sides = [_paste(left_pieces)[1], _paste(right_pieces)[1]]
+    if sides[0].max() <= 0 or sides[1].max() <= 0:
       continue
-    sure = min(_sureness(_read(predictor, left_side)), _sureness(_read(predictor, right_side)))
+    sure = min(_sureness(_read(predictor, side), predictor.threshold, odds) for side in sides)
     if sure > best and sure >= floor:
-      best, best_cut = sure, int(cut)
-  if best_cut is None:
+      best, best_sides = sure, (left_pieces, right_pieces)
+  if best_sides is None:
     return [(box, crop)]
-  left, top, right, bottom = box
-  return (_split_touching(predictor, (left, top, left + best_cut, bottom), crop[:, :best_cut], depth + 1)
-          + _split_touching(predictor, (left + best_cut, top, right, bottom), crop[:, best_cut:], depth + 1))
+  return [part for side in best_sides for part in _split_touching(predictor, side, odds, depth + 1)]
 
 
 def _paste(parts: Sequence[tuple[Box, np.ndarray]]) -> tuple[Box, np.ndarray]:
   """One part made of several: their union box, holding each one's ink."""
+  if len(parts) == 1:
+    return parts[0]
   box = _union([b for b, _ in parts])
   out = np.zeros((box[3] - box[1], box[2] - box[0]), np.float32)
   for (left, top, right, bottom), crop in parts:
@@ -250,7 +271,7 @@ def _paste(parts: Sequence[tuple[Box, np.ndarray]]) -> tuple[Box, np.ndarray]:
   return box, out
 
 
-def _merge_weak(predictor, parts: list[tuple[Box, np.ndarray]]) -> list[DigitReading]:
+def _merge_weak(predictor, parts: list[tuple[Box, np.ndarray]], odds: float = 1.0) -> list[DigitReading]:
   """The readings of `parts`, neighbours joined where one of them is not a sure digit on its own (a stroke
   broken by the scan, a bar written apart) and together they read as a surer digit; the best join first."""
   parts = list(parts)
@@ -262,15 +283,16 @@ def _merge_weak(predictor, parts: list[tuple[Box, np.ndarray]]) -> list[DigitRea
       (a_box, _), (b_box, _) = parts[i], parts[i + 1]
       small = [(b[3] - b[1]) < SMALL_PART * height for b in (a_box, b_box)]
       # A small part counts as no digit at all: a speck beside a 1 reads as a sure little 1.
-      sure = [0.0 if small[k] else _sureness(readings[i + k]) for k in range(2)]
+      sure = [0.0 if small[k] else _sureness(readings[i + k], predictor.threshold, odds) for k in range(2)]
       if min(sure) >= WEAK and not any(small):
         continue
       if b_box[0] - a_box[2] > MERGE_GAP * height:
         continue
       merged = _paste(parts[i:i + 2])
       reading = _read(predictor, merged[1], merged[0])
-      gain = _sureness(reading) - min(sure)
-      if _sureness(reading) >= WEAK and gain > 0 and (best is None or gain > best[0]):
+      merged_sure = _sureness(reading, predictor.threshold, odds)
+      gain = merged_sure - min(sure)
+      if merged_sure >= WEAK and gain > 0 and (best is None or gain > best[0]):
         best = (gain, i, merged, reading)
     if best is None:
       break
@@ -286,7 +308,7 @@ def _in_context(readings: Sequence[DigitReading], threshold: float) -> tuple[Dig
   if all(r.digit == NOT_A_DIGIT for r in readings):
     return tuple(readings)
   height = float(np.median([r.box[3] - r.box[1] for r in readings]))
-  shifted = threshold / (threshold + NUMBER_ODDS * (1.0 - threshold))
+  shifted = _shifted_threshold(threshold, NUMBER_ODDS)
   return tuple(
       dataclasses.replace(r, digit=int(np.argmax(r.probs)))
       if r.digit == NOT_A_DIGIT and r.digit_score >= shifted and r.box[3] - r.box[1] >= SMALL_PART * height
@@ -303,9 +325,11 @@ def read_number(predictor, drawing: Image.Image | np.ndarray | Strokes) -> Numbe
   else:
     ink = ink_of_image(drawing)
     size = ink.shape
-    parts = _image_parts(ink)
-    if len(parts) <= MAX_PARTS:
-      parts = [piece for box, crop in parts for piece in _split_touching(predictor, box, crop)]
+    groups = _image_parts(ink)
+    # Among other parts, each one is judged at the odds of a digit among digits.
+    odds = NUMBER_ODDS if len(groups) > 1 else 1.0
+    parts = ([piece for pieces in groups for piece in _split_touching(predictor, pieces, odds)]
+             if len(groups) <= MAX_PARTS else [_paste(pieces) for pieces in groups])
   if not parts:
     return NumberReading('', (), 0.0)
   if len(parts) > MAX_PARTS and size is not None:  # Texture or noise: one part that is not a digit.
@@ -314,7 +338,7 @@ def read_number(predictor, drawing: Image.Image | np.ndarray | Strokes) -> Numbe
   if size is None:  # Strokes: grouped by their overlap already.
     digits = tuple(_read(predictor, crop, box) for box, crop in parts)
   else:
-    digits = tuple(_merge_weak(predictor, parts))
+    digits = tuple(_merge_weak(predictor, parts, odds))
   if len(digits) > 1:
     digits = _in_context(digits, predictor.threshold)
   text = ''.join('?' if d.digit == NOT_A_DIGIT else str(d.digit) for d in digits)

@@ -164,3 +164,42 @@ def test_a_short_mark_beside_a_digit_joins_it(shipped, mark):
   reading = numbers.read_number(shipped, np.asarray(image))
   assert reading.text == '11'
   assert reading.digits[0].box == (36, 30, 69, 131)
+
+
+@pytest.mark.parametrize('bar_start', [45, 55])
+def test_a_seven_whose_bar_reaches_over_a_one_is_cut_between_its_components(shipped, bar_start):
+  # The 7's bar overlaps the 1 in x, so the two are one part; no column cut leaves a clean 1 (every cut
+  # takes a piece of the bar with it), the cut between the components does.
+  image = Image.new('L', (260, 170), 255)
+  draw = ImageDraw.Draw(image)
+  draw.line([(60, 50), (55, 140)], fill=0, width=10)
+  draw.line([(bar_start, 25), (175, 25)], fill=0, width=10)
+  draw.line([(175, 25), (125, 140)], fill=0, width=10)
+  reading = numbers.read_number(shipped, np.asarray(image))
+  assert reading.text == '17'
+  assert reading.digits[0].box == (51, 50, 66, 141) and reading.digits[1].box[0] == bar_start
+
+
+def test_sureness_among_digits_is_judged_at_the_shifted_odds():
+  doubtful, sure = _reading(numbers.NOT_A_DIGIT, 0.2), _reading(7, 0.99)
+  assert numbers._sureness(doubtful, 0.5) == 0.0
+  assert numbers._sureness(sure, 0.5) == pytest.approx(0.99 * 0.82)
+  # At odds 128 times higher the digit score 0.2 counts as 25.6 / 26.4; 0.005 stays under 1/129.
+  assert numbers._sureness(doubtful, 0.5, 128.0) == pytest.approx(25.6 / 26.4 * 0.82)
+  assert numbers._sureness(_reading(numbers.NOT_A_DIGIT, 0.005), 0.5, 128.0) == 0.0
+
+
+def test_a_doubtful_digit_sized_part_among_digits_is_not_joined_to_its_neighbour(monkeypatch):
+  # Two parts 40 px wide and 10 px apart: a sure 7 and a part the model doubts (score 0.2); joined they
+  # would read as a 7 of score 0.7. Alone, the doubtful part counts as no digit and the join wins; among
+  # digits (NUMBER_ODDS) it is surer as it is, so both stay.
+  readings = {40: (7, 0.99), 41: (numbers.NOT_A_DIGIT, 0.2), 91: (7, 0.7)}
+  def fake_read(predictor, crop, box=(0, 0, 0, 0)):
+    digit, score = readings[crop.shape[1]]
+    return numbers.DigitReading(digit, _reading(digit, score).probs, score, box)
+  monkeypatch.setattr(numbers, '_read', fake_read)
+  predictor = type('P', (), {'threshold': 0.5})()
+  parts = [((0, 0, 40, 100), np.ones((100, 40), np.float32)), ((50, 0, 91, 100), np.ones((100, 41), np.float32))]
+  assert [r.box for r in numbers._merge_weak(predictor, parts)] == [(0, 0, 91, 100)]
+  assert [r.box for r in numbers._merge_weak(predictor, parts, numbers.NUMBER_ODDS)] == [(0, 0, 40, 100),
+                                                                                          (50, 0, 91, 100)]
