@@ -85,3 +85,17 @@ def test_recipe_overrides_parse_into_a_config():
   assert config_from_args(['fast', 'model.batch_norm=False']).model.batch_norm is False
   with pytest.raises(SystemExit, match="^error: batch_norm takes true or false, got 'yes'$"):
     config_from_args(['fast', 'model.batch_norm=yes'])
+
+
+def test_dev_measures_use_validation_digits_and_count_each_reading_once(real_data_dir):
+  from benchmarks import dev
+  from digitrec_jax import load_predictor
+  result = dev.measure(real_data_dir, limit=2, predictor=load_predictor())
+  assert result['seed'] == dev.DEV_SEED and result['digits'] == 40
+  for name in ('numbers_drawn', 'numbers_photo', 'single_photo'):
+    counts = result[name]
+    assert counts['total'] == 10 and sum(counts[k] for k in ('right', 'wrong_count', 'turned_away', 'misread')) == 10
+  # The shipped model names validation digits as MNIST frames them, and turns most non-digits away.
+  assert result['named'] >= 0.9 and 0 <= result['refit_turned_away'] <= 1 - result['refit_named']
+  assert result['held_out_rejected'] >= 0.5 and result['training_kinds_rejected'] >= 0.5
+  assert [dev._kind(got, '42') for got in ('42', '4', '?2', '47')] == ['right', 'wrong_count', 'turned_away', 'misread']

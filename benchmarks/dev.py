@@ -1,0 +1,95 @@
+"""Development measures of a model: `python -m benchmarks.dev [--checkpoint DIR] [--limit N]`.
+
+What to compare candidate models and `read_number` changes on, so that neither the MNIST test set nor
+the benchmarks' seeds choose anything. Every digit comes from the validation split (held out from
+training by `data.VALIDATION_SEED`), every generator runs at seeds that training, validation and the
+benchmarks never use:
+- "not a digit": the shares of held-out and training kinds of synthetic non-digits turned away;
+- validation digits named correctly as MNIST frames them, and cropped and fitted again by
+  `preprocess_drawing` (as every drawing and every part of a number is), with the share turned away;
+- whole numbers of 2 to 6 validation digits, drawn and as photos, and single-digit photos
+  (`benchmarks.numbers`' generators), with the wrong ones counted by kind: a wrong number of digits,
+  a part turned away, or a digit misread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import sys
+
+import numpy as np
+
+from benchmarks import numbers as numbers_bench
+from benchmarks.styles import crop_digit
+
+DEV_SEED = 7_700_001  # Never used by training, validation or the benchmarks.
+
+
+def _kind(got: str, truth: str) -> str:
+  if got == truth:
+    return 'right'
+  if len(got) != len(truth):
+    return 'wrong_count'
+  return 'turned_away' if '?' in got else 'misread'
+
+
+def measure(data_dir: str | None, limit: int | None = None, predictor=None) -> dict:
+  from digitrec_jax import data as data_lib
+  from digitrec_jax import load_mnist, load_predictor, nondigits, preprocess_drawing
+  from digitrec_jax.config import TrainConfig
+  from digitrec_jax.evaluate import predict_all
+  from digitrec_jax.numbers import read_number
+  predictor = predictor or load_predictor()
+  train_images, train_labels = load_mnist('train', data_dir)
+  # The presets' validation split (a model trained with a smaller `val_size` has seen some of it).
+  _, (images, labels) = data_lib.split_validation(train_images, train_labels, TrainConfig().val_size)
+  count = limit * 20 if limit else 2000
+  result = {'checkpoint': predictor.info['path'].split('checkpoints/')[-1], 'seed': DEV_SEED}
+  for name, seed, held_out in (('held_out', DEV_SEED, True), ('training_kinds', DEV_SEED + 1, False)):
+    bank, _ = nondigits.make_non_digits(count, seed, (images, labels), held_out=held_out)
+    result[f'{name}_rejected'] = float(np.mean(predict_all(predictor, bank).digits == -1))
+  digits = images[:count]
+  read = predict_all(predictor, digits)
+  refit = (np.stack([preprocess_drawing(crop_digit(d), invert=False) for d in digits]) * 255).round()
+  reread = predict_all(predictor, refit.astype(np.uint8))
+  result.update(digits=len(digits), named=float(np.mean(read.digits == labels[:count])),
+                refit_named=float(np.mean(reread.digits == labels[:count])),
+                refit_turned_away=float(np.mean(reread.digits == -1)))
+  rng = np.random.default_rng(DEV_SEED + 2)
+  kinds = {'drawn': collections.Counter(), 'photo': collections.Counter()}
+  for length in range(2, 7):
+    for _ in range(limit or 80):
+      idx = rng.integers(0, len(labels), length)
+      truth = ''.join(str(d) for d in labels[idx])
+      ink = numbers_bench.compose(images[idx], rng)
+      kinds['drawn'][_kind(read_number(predictor, numbers_bench.as_drawing(ink)).text, truth)] += 1
+      kinds['photo'][_kind(read_number(predictor, numbers_bench.as_photo(ink, rng)).text, truth)] += 1
+  rng = np.random.default_rng(DEV_SEED + 3)
+  kinds['single_photo'] = collections.Counter(
+      _kind(read_number(predictor, numbers_bench.as_photo(numbers_bench.compose(images[i:i + 1], rng), rng)).text,
+            str(labels[i])) for i in rng.integers(0, len(labels), limit * 5 if limit else 1000))
+  for name, counter in kinds.items():
+    result[f'numbers_{name}' if name != 'single_photo' else name] = {
+        'total': sum(counter.values()), **{k: counter[k] for k in ('right', 'wrong_count', 'turned_away', 'misread')}}
+  return result
+
+
+def main(argv: list[str] | None = None) -> int:
+  parser = argparse.ArgumentParser(prog='python -m benchmarks.dev', description=__doc__.splitlines()[0])
+  parser.add_argument('--limit', type=int, default=None,
+                      help='numbers per length (default 80); 20x as many non-digits and digits, 5x photos')
+  parser.add_argument('--data-dir', default=os.environ.get('DIGITREC_DATA_DIR'))
+  parser.add_argument('--checkpoint', default=None, help='run dir (default: the shipped model)')
+  args = parser.parse_args(argv)
+  if not args.data_dir:
+    parser.error('pass --data-dir or set DIGITREC_DATA_DIR to the MNIST folder')
+  from digitrec_jax import load_predictor
+  print(json.dumps(measure(args.data_dir, args.limit, load_predictor(args.checkpoint)), indent=2))
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())
