@@ -59,21 +59,21 @@ def measure(data_dir: str | None, limit: int | None = None, predictor=None) -> d
                 refit_named=float(np.mean(reread.digits == labels[:count])),
                 refit_turned_away=float(np.mean(reread.digits == -1)))
   rng = np.random.default_rng(DEV_SEED + 2)
-  kinds = {'drawn': collections.Counter(), 'photo': collections.Counter()}
+  kinds = {'numbers_drawn': collections.Counter(), 'numbers_photo': collections.Counter()}
   for length in range(2, 7):
     for _ in range(limit or 80):
       idx = rng.integers(0, len(labels), length)
       truth = ''.join(str(d) for d in labels[idx])
       ink = numbers_bench.compose(images[idx], rng)
-      kinds['drawn'][_kind(read_number(predictor, numbers_bench.as_drawing(ink)).text, truth)] += 1
-      kinds['photo'][_kind(read_number(predictor, numbers_bench.as_photo(ink, rng)).text, truth)] += 1
+      kinds['numbers_drawn'][_kind(read_number(predictor, numbers_bench.as_drawing(ink)).text, truth)] += 1
+      kinds['numbers_photo'][_kind(read_number(predictor, numbers_bench.as_photo(ink, rng)).text, truth)] += 1
   rng = np.random.default_rng(DEV_SEED + 3)
   kinds['single_photo'] = collections.Counter(
       _kind(read_number(predictor, numbers_bench.as_photo(numbers_bench.compose(images[i:i + 1], rng), rng)).text,
             str(labels[i])) for i in rng.integers(0, len(labels), limit * 5 if limit else 1000))
   for name, counter in kinds.items():
-    result[f'numbers_{name}' if name != 'single_photo' else name] = {
-        'total': sum(counter.values()), **{k: counter[k] for k in ('right', 'wrong_count', 'turned_away', 'misread')}}
+    result[name] = {'total': sum(counter.values()),
+                    **{k: counter[k] for k in ('right', 'wrong_count', 'turned_away', 'misread')}}
   return result
 
 

@@ -189,7 +189,7 @@ def _image_parts(ink: np.ndarray) -> list[list[tuple[Box, np.ndarray]]]:
   boxes = [(slices[i][1].start, slices[i][0].start, slices[i][1].stop, slices[i][0].stop) for i in keep]
   # Each component's own ink only, not a neighbour reaching into its box.
   own = [np.where(labels[slices[i]] == i + 1, ink[slices[i]], 0.0) for i in keep]
-  return [[(boxes[i], own[i]) for i in sorted(group, key=lambda i: boxes[i][0])] for group in _merge_boxes(boxes)]
+  return [[(boxes[i], own[i]) for i in group] for group in _merge_boxes(boxes)]
 
 
 def _read(predictor, crop: np.ndarray, box: Box = (0, 0, 0, 0)) -> DigitReading:
