@@ -32,8 +32,10 @@ SPLIT_ASPECT = 0.9
 SPECK = 0.04
 # Darkness (relative to the paper) below this is never ink: blank paper stays blank.
 MIN_CONTRAST = 0.18
-# The paper's brightness is this percentile of the brightness around each pixel.
+# The paper's brightness is this percentile of the brightness around each pixel, estimated on a copy
+# of the image scaled to PAPER_SIDE pixels on its short side (light varies slowly across a page).
 PAPER_PERCENTILE = 90
+PAPER_SIDE = 64
 # More parts than this is texture or noise, not a number.
 MAX_PARTS = 12
 # A part is weak when the model is less sure than this that it is its digit (digit score times top
@@ -133,9 +135,9 @@ def ink_of_image(image: Image.Image | np.ndarray) -> np.ndarray:
   """Darkness of each pixel relative to the paper around it, in [0, 1], 0 where it is not ink.
 
   The paper's brightness is a high percentile of the brightness over a window a third of the image's
-  short side (on a copy about 96 pixels high): strokes cover a minority of such a window, so the
-  estimate is the paper's, lit as it is there, and uneven light and shadows cancel. Ink is what Otsu's
-  threshold finds darker than that; its soft edges are kept, as MNIST's strokes have them. A
+  short side (on a copy PAPER_SIDE pixels on its short side): strokes cover a minority of such a window,
+  so the estimate is the paper's, lit as it is there, and uneven light and shadows cancel. Ink is what
+  Otsu's threshold finds darker than that; its soft edges are kept, as MNIST's strokes have them. A
   light-on-dark image (as MNIST) is turned round first.
   """
   from scipy import ndimage
@@ -146,7 +148,11 @@ def ink_of_image(image: Image.Image | np.ndarray) -> np.ndarray:
   if not inverted:
     gray = 1.0 - gray
   step = max(1, min(gray.shape) // 96)
-  small = gray[::step, ::step]
+  # The percentile filter's cost grows with the window's area times the pixels: on the full image it took
+  # 0.9 s for one digit's photo, at PAPER_SIDE about 30 ms, with the same readings (benchmarks/README.md).
+  shrink = min(1.0, PAPER_SIDE / min(gray.shape))
+  small = np.asarray(Image.fromarray(gray, mode='F').resize(
+      (max(1, round(gray.shape[1] * shrink)), max(1, round(gray.shape[0] * shrink))), Image.Resampling.BOX), np.float32)
   window = max(5, min(small.shape) // 3) | 1
   paper = ndimage.percentile_filter(small, PAPER_PERCENTILE, size=window, mode='nearest')
   paper = ndimage.uniform_filter(paper, size=max(3, window // 2), mode='nearest')  # No blocky edges.
