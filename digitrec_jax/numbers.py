@@ -1,16 +1,18 @@
 """Whole numbers: `read_number(predictor, drawing)` splits a drawing, a scan or a photo into digits and
 reads each one with the Predictor.
 
-Strokes from the window are grouped by their horizontal overlap, so a 4 or a 5 drawn in two strokes
-stays one digit. Images are binarized against an estimate of the paper's own brightness (a large
-percentile filter, so shadows and gradients drop out, then Otsu's threshold on the darkness), cut into
-connected components (`scipy.ndimage.label`: scipy already comes with jax, and its labelling handles
-8-connectivity and sizes in C), merged where parts overlap horizontally (the separate top bar of a 5)
-and, where a part is too wide for one digit, cut at the low-ink column or between the components whose
-two sides the model reads best (recognition-based segmentation). Each part goes
-through `preprocess_drawing`, exactly as a single digit does. Among other digits, a digit-sized part the
-model doubts is read as a digit at shifted odds (NUMBER_ODDS), and cuts and joins among other parts are
-judged at those odds; a part drawn alone keeps the model's answer.
+A drawing is first cut into pieces: the window's strokes, each drawn alone at its pixels in the whole
+drawing, or the connected components of an image's ink (`scipy.ndimage.label`: scipy already comes with
+jax, and its labelling handles 8-connectivity and sizes in C). Images are binarized against an estimate
+of the paper's own brightness (a large percentile filter, so shadows and gradients drop out, then Otsu's
+threshold on the darkness). From there both take one path: pieces that overlap horizontally are grouped
+(a 4 or a 5 drawn in two strokes, the separate top bar of a 5); a group is cut where the two sides read
+best (recognition-based segmentation): between its pieces when they stand side by side (two slanted
+digits whose boxes overlap), and at a low-ink column when it is too wide for one digit; weak neighbours
+are joined where together they read surer (a stray mark, a broken stroke). Each part goes through
+`preprocess_drawing`, exactly as a single digit does. Among other digits, a digit-sized part the model
+doubts is read as a digit at shifted odds (NUMBER_ODDS), and cuts and joins among other parts are judged
+at those odds; a part drawn alone keeps the model's answer.
 """
 
 from __future__ import annotations
@@ -101,34 +103,43 @@ def _union(boxes: Sequence[Box]) -> Box:
   return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
 
 
-def render_wide(strokes: Strokes, scale: int = RENDER_SIZE) -> Image.Image:
-  """Strokes in canvas units (the window's side is 1; a wide canvas runs past x = 1) drawn at `scale`
-  pixels per unit with the window's pen: each digit gets the pixels the window would give it alone."""
+def _wide_size(strokes: Strokes, scale: int) -> tuple[int, int]:
+  """(width, height) in pixels of the canvas that holds `strokes` at `scale` pixels per unit."""
   points = [p for stroke in strokes for p in stroke]
   width = max(1, int(np.ceil(max(x for x, _ in points) * scale)) + 8)
   height = max(1, int(np.ceil(max(y for _, y in points) * scale)) + 8)
-  return render_strokes(strokes, scale, width=max(width, scale), height=max(height, scale))
+  return max(width, scale), max(height, scale)
 
 
-def _stroke_parts(strokes: Strokes, scale: int = RENDER_SIZE) -> list[tuple[Box, np.ndarray]]:
-  """(box, ink crop) per digit of window strokes, each digit rendered alone, as the window renders it."""
+def render_wide(strokes: Strokes, scale: int = RENDER_SIZE) -> Image.Image:
+  """Strokes in canvas units (the window's side is 1; a wide canvas runs past x = 1) drawn at `scale`
+  pixels per unit with the window's pen: each digit gets the pixels the window would give it alone."""
+  width, height = _wide_size(strokes, scale)
+  return render_strokes(strokes, scale, width=width, height=height)
+
+
+def _stroke_pieces(strokes: Strokes, scale: int = RENDER_SIZE) -> list[tuple[Box, np.ndarray]]:
+  """(box, ink crop) of each window stroke, drawn alone with the window's pen at the pixels it has in the
+  whole drawing, so the strokes of a digit paste back into exactly the digit the window renders."""
   strokes = [s for s in strokes if len(s)]
   if not strokes:
     return []
-  pen = STROKE_WIDTH * scale / 2 + 2
-  boxes = []
+  width, height = _wide_size(strokes, scale)
+  reach = STROKE_WIDTH * scale / 2 + 2  # How far the pen's ink reaches beyond a stroke's points.
+  pieces = []
   for stroke in strokes:
     xy = np.asarray(stroke, np.float64) * scale
-    boxes.append((int(xy[:, 0].min() - pen), int(xy[:, 1].min() - pen), int(xy[:, 0].max() + pen) + 1,
-                  int(xy[:, 1].max() + pen) + 1))
-  parts = []
-  for group in _merge_boxes(boxes):
-    ink = 1.0 - np.asarray(render_wide([strokes[i] for i in sorted(group)], scale), np.float32) / 255.0
-    h, w = ink.shape
-    left, top, right, bottom = _union([boxes[i] for i in group])
-    box = (max(0, left), max(0, top), min(w, right), min(h, bottom))
-    parts.append((box, ink[box[1]:box[3], box[0]:box[2]]))
-  return parts
+    left, top = max(0, int(xy[:, 0].min() - reach)), max(0, int(xy[:, 1].min() - reach))
+    right, bottom = min(width, int(xy[:, 0].max() + reach) + 1), min(height, int(xy[:, 1].max() + reach) + 1)
+    if right <= left or bottom <= top:
+      continue  # Drawn entirely off the canvas.
+    image = render_strokes([stroke], scale, width=width, height=height).crop((left, top, right, bottom))
+    ink = 1.0 - np.asarray(image, np.float32) / 255.0
+    rows, cols = np.flatnonzero(ink.any(1)), np.flatnonzero(ink.any(0))
+    if rows.size:
+      box = (left + int(cols[0]), top + int(rows[0]), left + int(cols[-1]) + 1, top + int(rows[-1]) + 1)
+      pieces.append((box, ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]))
+  return pieces
 
 
 def ink_of_image(image: Image.Image | np.ndarray) -> np.ndarray:
@@ -182,9 +193,8 @@ def _otsu(values: np.ndarray) -> float:
   return float(edges[int(np.argmax(between)) + 1])
 
 
-def _image_parts(ink: np.ndarray) -> list[list[tuple[Box, np.ndarray]]]:
-  """The parts of an ink map, each a list of its connected components' (box, ink crop): components
-  grouped where they overlap horizontally (a 5 and its separate top bar)."""
+def _image_parts(ink: np.ndarray) -> list[tuple[Box, np.ndarray]]:
+  """(box, ink crop) of each connected component of an ink map, specks (dust, JPEG noise) left out."""
   from scipy import ndimage
   labels, n = ndimage.label(ink > 0, structure=np.ones((3, 3)))
   if n == 0:
@@ -192,10 +202,15 @@ def _image_parts(ink: np.ndarray) -> list[list[tuple[Box, np.ndarray]]]:
   sizes = ndimage.sum_labels(np.ones_like(ink), labels, index=np.arange(1, n + 1))
   slices = ndimage.find_objects(labels)
   keep = [i for i in range(n) if sizes[i] >= SPECK * sizes.max()]
-  boxes = [(slices[i][1].start, slices[i][0].start, slices[i][1].stop, slices[i][0].stop) for i in keep]
   # Each component's own ink only, not a neighbour reaching into its box.
-  own = [np.where(labels[slices[i]] == i + 1, ink[slices[i]], 0.0) for i in keep]
-  return [[(boxes[i], own[i]) for i in group] for group in _merge_boxes(boxes)]
+  return [((slices[i][1].start, slices[i][0].start, slices[i][1].stop, slices[i][0].stop),
+           np.where(labels[slices[i]] == i + 1, ink[slices[i]], 0.0)) for i in keep]
+
+
+def _group(pieces: list[tuple[Box, np.ndarray]]) -> list[list[tuple[Box, np.ndarray]]]:
+  """Pieces (strokes or components) grouped where they overlap horizontally (a 5 and its separate top
+  bar), left to right."""
+  return [[pieces[i] for i in group] for group in _merge_boxes([box for box, _ in pieces])]
 
 
 def _read(predictor, crop: np.ndarray, box: Box = (0, 0, 0, 0)) -> DigitReading:
@@ -233,7 +248,8 @@ def _split_touching(predictor, pieces: Sequence[tuple[Box, np.ndarray]], odds: f
   """
   box, crop = _paste(pieces)
   height, width = crop.shape
-  if width <= SPLIT_ASPECT * height or width < 8 or depth > 3:
+  wide = width > SPLIT_ASPECT * height and width >= 8
+  if depth > 3 or not (wide or len(pieces) > 1):
     return [(box, crop)]
   left, top, right, bottom = box
   columns = crop.sum(0)
@@ -242,15 +258,30 @@ def _split_touching(predictor, pieces: Sequence[tuple[Box, np.ndarray]], odds: f
   # round digits (00) touch where the ink is thickest, and only the reading finds that cut.
   # Cuts off the thin joins are tried only on parts wider than COMB_ASPECT heights, and must leave two
   # sure digits (COMB_SURE): a wide digit has many cuts into two shapes that each read as something.
-  thin = np.argsort(columns[lo:hi], kind='stable')[:6] + lo
+  thin = np.argsort(columns[lo:hi], kind='stable')[:6] + lo if wide else []
   comb = [c for c in range(lo, hi, max(1, (hi - lo) // 16)) if c not in set(thin.tolist())
           ] if width > COMB_ASPECT * height else []
   column_cut = lambda c: ([((left, top, left + c, bottom), crop[:, :c])],
                           [((left + c, top, right, bottom), crop[:, c:])])
+  # Splits between pieces, into two digit-sized sides only: a 7's crossbar or a 5's top bar is never a
+  # digit of its own. In a part no wider than a digit, the sides must also lie mostly side by side (two
+  # slanted digits whose boxes overlap), not one inside the other (the two strokes of a 4).
   by_centre = sorted(pieces, key=lambda piece: piece[0][0] + piece[0][2])
+
+  def apart(a, b):
+    (a_left, a_top, a_right, a_bottom), (b_left, b_top, b_right, b_bottom) = (_union([p for p, _ in side])
+                                                                              for side in (a, b))
+    if min(a_bottom - a_top, b_bottom - b_top) < SMALL_PART * height:
+      return False
+    overlap = min(a_right, b_right) - max(a_left, b_left)
+    return wide or overlap < MERGE_OVERLAP * 2 * min(a_right - a_left, b_right - b_left)
+
   candidates = ([(*column_cut(int(c)), 0.0) for c in thin]
-                + [(by_centre[:k], by_centre[k:], 0.0) for k in range(1, len(pieces))]
+                + [(by_centre[:k], by_centre[k:], 0.0) for k in range(1, len(pieces))
+                   if apart(by_centre[:k], by_centre[k:])]
                 + [(*column_cut(int(c)), COMB_SURE) for c in comb])
+  if not candidates:
+    return [(box, crop)]
   whole = _sureness(_read(predictor, crop), predictor.threshold, odds)
   best, best_sides = whole + SPLIT_MARGIN, None
   for left_pieces, right_pieces, floor in candidates:
@@ -324,27 +355,27 @@ def _in_context(readings: Sequence[DigitReading], threshold: float) -> tuple[Dig
 def read_number(predictor, drawing: Image.Image | np.ndarray | Strokes) -> NumberReading:
   """The number in `drawing`: window strokes (lists of (x, y) in canvas units), or an image (a drawing
   dark on light, a scan or a photo, PIL or numpy). One drawn digit reads exactly as `predictor.classify`
-  of `preprocess_drawing(render_strokes(strokes))`; an empty input reads as ''."""
+  of `preprocess_drawing(render_strokes(strokes))`; an empty input reads as ''.
+
+  Strokes and images take the same path once they are pieces (a stroke, or a connected component of
+  ink): pieces overlapping in x are grouped, groups too wide for a digit are cut where the sides read
+  best, weak neighbours are joined, and doubtful digits among digits are read at NUMBER_ODDS.
+  """
   if isinstance(drawing, (list, tuple)):
-    parts = _stroke_parts(drawing)
-    size = None
+    groups, size = _group(_stroke_pieces(drawing)), None
   else:
     ink = ink_of_image(drawing)
-    size = ink.shape
-    groups = _image_parts(ink)
-    # Among other parts, each one is judged at the odds of a digit among digits.
-    odds = NUMBER_ODDS if len(groups) > 1 else 1.0
-    parts = ([piece for pieces in groups for piece in _split_touching(predictor, pieces, odds)]
-             if len(groups) <= MAX_PARTS else [_paste(pieces) for pieces in groups])
-  if not parts:
+    groups, size = _group(_image_parts(ink)), ink.shape
+  if not groups:
     return NumberReading('', (), 0.0)
+  # Among other parts, each one is judged at the odds of a digit among digits.
+  odds = NUMBER_ODDS if len(groups) > 1 else 1.0
+  parts = ([piece for pieces in groups for piece in _split_touching(predictor, pieces, odds)]
+           if len(groups) <= MAX_PARTS else [_paste(pieces) for pieces in groups])
   if len(parts) > MAX_PARTS and size is not None:  # Texture or noise: one part that is not a digit.
     box = (0, 0, size[1], size[0])
     return NumberReading('?', (DigitReading(NOT_A_DIGIT, np.full(10, 0.1, np.float32), 0.0, box),), 0.0)
-  if size is None:  # Strokes: grouped by their overlap already.
-    digits = tuple(_read(predictor, crop, box) for box, crop in parts)
-  else:
-    digits = tuple(_merge_weak(predictor, parts, odds))
+  digits = tuple(_merge_weak(predictor, parts, odds))
   if len(digits) > 1:
     digits = _in_context(digits, predictor.threshold)
   text = ''.join('?' if d.digit == NOT_A_DIGIT else str(d.digit) for d in digits)

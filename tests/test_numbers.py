@@ -45,12 +45,17 @@ def test_strokes_are_grouped_into_digits_by_overlap():
   assert numbers.read_number(p, []).text == '' and numbers.read_number(p, [[]]).digits == ()
 
 
-def test_one_drawn_digit_reads_exactly_as_the_predictor():
+@pytest.mark.parametrize('digit', ['TWO', 'FOUR', 'FIVE'])
+def test_one_drawn_digit_reads_exactly_as_the_predictor(digit):
+  # Each stroke is drawn alone at its pixels in the whole drawing, and the strokes of a digit paste back
+  # into exactly the image the window renders, so a digit of several strokes reads the same too.
+  strokes = globals()[digit]
   p = tiny_predictor(seed=4, calibration={'temperature': 0.9, 'threshold': 0.05})
-  reading = numbers.read_number(p, TWO)
-  expected = p.classify(preprocess_drawing(render_strokes(TWO))[None])
-  assert reading.digits[0].digit == expected.digits[0]
+  reading = numbers.read_number(p, strokes)
+  expected = p.classify(preprocess_drawing(render_strokes(strokes))[None])
+  assert len(reading.digits) == 1 and reading.digits[0].digit == expected.digits[0]
   np.testing.assert_allclose(reading.digits[0].probs, expected.probs[0], atol=1e-6)
+  np.testing.assert_array_equal(reading.digits[0].model_input, preprocess_drawing(render_strokes(strokes)))
 
 
 def _one_five_and_touching_zeros(with_zeros=True):
@@ -145,7 +150,8 @@ def test_read_number_reads_a_doubtful_part_as_a_digit_only_within_a_number():
   p = tiny_predictor(seed=5, calibration={'temperature': 1.0, 'threshold': 0.3})
   alone = numbers.read_number(p, ONE)
   assert alone.text == '?' and 0.2 < alone.digits[0].digit_score < 0.3
-  number = numbers.read_number(p, ONE + TWO + THREE)
+  # Far enough apart (more than MERGE_GAP heights) that no weak neighbours are joined.
+  number = numbers.read_number(p, ONE + _shifted(TWO, 0.2) + _shifted(THREE, 0.4))
   assert '?' not in number.text and len(number.text) == 3
   assert number.digits[0].digit == int(np.argmax(alone.digits[0].probs))
 
@@ -203,3 +209,27 @@ def test_a_doubtful_digit_sized_part_among_digits_is_not_joined_to_its_neighbour
   assert [r.box for r in numbers._merge_weak(predictor, parts)] == [(0, 0, 91, 100)]
   assert [r.box for r in numbers._merge_weak(predictor, parts, numbers.NUMBER_ODDS)] == [(0, 0, 40, 100),
                                                                                           (50, 0, 91, 100)]
+
+
+def _slanted_one(x, top=0.25, bottom=0.8, slant=0.22):
+  return [_line((x + slant, top), (x, bottom))]
+
+
+def test_two_slanted_ones_whose_boxes_overlap_read_as_two_digits(shipped):
+  # The second 1 starts left of where the first one ends: their boxes overlap by more than MERGE_OVERLAP,
+  # so they are one group; the split between the strokes reads as two sure 1s.
+  strokes = _slanted_one(0.3) + _slanted_one(0.47)
+  assert numbers.read_number(shipped, strokes).text == '11'
+  assert numbers.read_number(shipped, np.asarray(numbers.render_wide(strokes))).text == '11'
+
+
+def test_a_crossed_seven_and_a_two_stroke_four_stay_one_digit_each(shipped):
+  seven = [_line((0.3, 0.25), (0.6, 0.25)) + _line((0.6, 0.25), (0.42, 0.85))[1:], _line((0.38, 0.55), (0.62, 0.55))]
+  assert numbers.read_number(shipped, seven).text == '7'
+  assert numbers.read_number(shipped, seven + _shifted(FOUR, 0.45)).text == '74'
+
+
+def test_a_stray_short_stroke_beside_a_digit_joins_it(shipped):
+  # A short mark under half the digits' height, close to the 5, counts as no digit and joins it.
+  mark = [_line((0.76, 0.62), (0.77, 0.7))]
+  assert numbers.read_number(shipped, ONE + _shifted(FIVE, 0.2) + _shifted(mark, 0.2)).text == '15'
