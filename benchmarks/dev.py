@@ -9,7 +9,9 @@ benchmarks never use:
   `preprocess_drawing` (as every drawing and every part of a number is), with the share turned away;
 - whole numbers of 2 to 6 validation digits, drawn and as photos, and single-digit photos
   (`benchmarks.numbers`' generators), with the wrong ones counted by kind: a wrong number of digits,
-  a part turned away, or a digit misread.
+  a part turned away, or a digit misread;
+- numbers and single digits written as the window's pen strokes (`benchmarks.pen`), through the
+  window's path.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import numpy as np
 from benchmarks import numbers as numbers_bench
 from benchmarks.styles import crop_digit
 
-DEV_SEED = 7_700_001  # Never used by training, validation or the benchmarks.
+DEV_SEED = 7_700_001  # Never used by training, validation or the benchmarks; nor are the next four.
 
 
 def _kind(got: str, truth: str) -> str:
@@ -74,6 +76,8 @@ def measure(data_dir: str | None, limit: int | None = None, predictor=None) -> d
   for name, counter in kinds.items():
     result[name] = {'total': sum(counter.values()),
                     **{k: counter[k] for k in ('right', 'wrong_count', 'turned_away', 'misread')}}
+  result.update(numbers_bench.measure_pen(images, labels, predictor, limit or 80, limit * 5 if limit else 1000,
+                                          seed=DEV_SEED + 4))
   return result
 
 

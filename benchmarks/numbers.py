@@ -4,7 +4,9 @@ Numbers of 2 to 6 digits made from MNIST test digits, drawn dark on a light canv
 scale: random gaps (some nearly touching), sizes and baselines. The same numbers are also rendered as
 photos: darker ink on light-grey or beige paper under an illumination gradient, with noise and JPEG
 compression; and single digits as photos. Reports whole-number accuracy by length through
-`read_number`, the library's path for files. A development aid with its own seeds, not a held-out measure.
+`read_number`, the library's path for files. Other numbers, and single digits, are written as the
+window's pen strokes (`benchmarks.pen`: each digit's skeleton traced into strokes) and read as the window
+reads them. A development aid with its own seeds, not a held-out measure.
 """
 
 from __future__ import annotations
@@ -90,9 +92,32 @@ def measure(data_dir: str | None, limit: int | None = None, predictor=None) -> d
   idx = rng.integers(0, len(labels), singles)
   result['photo_single_digit'] = float(np.mean([
       read_number(predictor, as_photo(compose(images[i:i + 1], rng), rng)).text == str(labels[i]) for i in idx]))
+  result.update(measure_pen(images, labels, predictor, per_length, singles))
   result.update(numbers_per_length=per_length, single_digit_photos=singles, seed=SEED,
                 checkpoint=predictor.info['path'].split('checkpoints/')[-1])
   return result
+
+
+def measure_pen(images: np.ndarray, labels: np.ndarray, predictor, per_length: int, singles: int,
+                seed: int = SEED + 1) -> dict:
+  """Numbers and single digits written as the window's strokes (`benchmarks.pen`) and read through the
+  window's own path, `read_number` of the strokes: whole-number accuracy by length, and the share of
+  single digits named correctly and turned away."""
+  from benchmarks import pen
+  from digitrec_jax.numbers import read_number
+  rng = np.random.default_rng(seed)
+  by_length = {}
+  for length in range(2, 7):
+    right = 0
+    for _ in range(per_length):
+      idx = pen.pick(labels, images, rng, length)
+      right += read_number(predictor, pen.compose(images[idx], rng)).text == ''.join(str(d) for d in labels[idx])
+    by_length[str(length)] = right / per_length
+  by_length['all'] = float(np.mean(list(by_length.values())))
+  texts = [(read_number(predictor, pen.compose(images[i:i + 1], rng)).text, str(labels[i]))
+           for i in pen.pick(labels, images, rng, singles)]
+  return {'pen': by_length, 'pen_single_digit': float(np.mean([t == truth for t, truth in texts])),
+          'pen_single_digit_turned_away': float(np.mean([t == '?' for t, _ in texts]))}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -217,6 +217,14 @@ def render_table(results: dict) -> str:
         f'| same numbers as photos (grey or beige paper, uneven light, noise, JPEG) | {nb["photo"]["all"]:.1%} | |',
         f'| single digits as photos ({nb["single_digit_photos"]:,}) | {nb["photo_single_digit"]:.1%} | ≥ 99% |',
     ]
+    if 'pen' in nb:
+      pen_by_length = ', '.join(f'{n}: {nb["pen"][str(n)]:.0%}' for n in range(2, 7))
+      lines += [
+          f'| whole numbers of 2–6 MNIST test digits written as the window\'s pen strokes (skeletons traced, '
+          f'`benchmarks.pen`), read through the window\'s path ({pen_by_length}) | {nb["pen"]["all"]:.1%} | |',
+          f'| single test digits written as the window\'s pen strokes, named correctly ({nb["single_digit_photos"]:,}) '
+          f'| {nb["pen_single_digit"]:.1%} ({nb["pen_single_digit_turned_away"]:.1%} turned away) | |',
+      ]
   lines += [
       '',
       f'Measured by `{results["command"]}` on {hw["cpu"]} ({hw["device"]}), jax {hw["jax"]}, '

@@ -20,6 +20,8 @@ def test_quick_suite_writes_every_figure(real_data_dir, tmp_path, monkeypatch, c
   assert set(results) == {'hardware', 'command', 'commands', 'train', 'fast_preset', 'peer', 'best_recipe', 'gui',
                           'checkpoint', 'canvas', 'styles', 'rejection', 'numbers'}
   assert set(results['numbers']['drawn']) == {'2', '3', '4', '5', '6', 'all'}
+  assert set(results['numbers']['pen']) == {'2', '3', '4', '5', '6', 'all'}
+  assert 0 <= results['numbers']['pen_single_digit_turned_away'] <= 1 - results['numbers']['pen_single_digit']
   from benchmarks import styles
   assert set(results['styles']['forms']) == set(styles.FORMS)
   assert all(0 <= r['named_correctly'] <= r['accuracy'] <= 1 for r in results['styles']['forms'].values())
@@ -99,3 +101,32 @@ def test_dev_measures_use_validation_digits_and_count_each_reading_once(real_dat
   assert result['named'] >= 0.9 and 0 <= result['refit_turned_away'] <= 1 - result['refit_named']
   assert result['held_out_rejected'] >= 0.5 and result['training_kinds_rejected'] >= 0.5
   assert [dev._kind(got, '42') for got in ('42', '4', '?2', '47')] == ['right', 'wrong_count', 'turned_away', 'misread']
+
+
+def test_pen_thins_to_lines_and_redraws_a_digit_with_the_window_pen():
+  import numpy as np
+
+  from benchmarks import pen
+  from digitrec_jax.numbers import render_wide
+  yy, xx = np.indices((28, 28))
+  ring = np.abs(np.hypot((yy - 13.5) / 10, (xx - 13.5) / 7) - 0.85) < 0.14  # A 0 about 2.5 px wide.
+  bar = np.zeros((40, 40), bool)
+  bar[10:30, 17:24] = True
+  line = pen.thin(bar)
+  assert line.any() and line.sum(1).max() == 1  # One pixel wide, along the bar's length.
+  assert line[14:26, 17:24].any(1).all()  # Its ends pulled in by about half the bar's width.
+  strokes = pen.digit_strokes((ring * 255).astype(np.uint8))
+  points = np.concatenate(strokes)
+  assert points[:, 1].min() == 0 and points[:, 1].max() == 1 and points[:, 0].min() == 0
+  # The traced strokes go round the ring: drawn with the pen, they leave its middle empty.
+  drawn = 1 - np.asarray(render_wide([[(x * 0.5 + 0.1, y * 0.5 + 0.1) for x, y in s] for s in strokes]),
+                         np.float32) / 255
+  assert drawn[95:125, 85:110].max() == 0 and drawn.sum() > 0
+  blot = np.zeros((28, 28), np.uint8)
+  blot[4:24, 8:20] = 255
+  assert pen.usable((ring * 255).astype(np.uint8)) and not pen.usable(blot)
+  # Two digits composed left to right read through the window's path in that order.
+  rng = np.random.default_rng(0)
+  number = pen.compose(np.stack([(ring * 255).astype(np.uint8)] * 2), rng)
+  xs = [np.mean([x for x, _ in s]) for s in number]
+  assert xs[-1] > xs[0]
