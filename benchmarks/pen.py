@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 from PIL import Image
+from scipy import ndimage
 
 from digitrec_jax.preprocess import STROKE_WIDTH, Strokes
 
@@ -78,6 +79,10 @@ def trace(skeleton: np.ndarray) -> list[list[tuple[int, int]]]:
 MAX_STROKE_SHARE = 0.25
 
 
+# Pieces of a digit's skeleton shorter than this share of its height are specks, not strokes.
+SPECK_SHARE = 0.1
+
+
 def usable(digit: np.ndarray) -> bool:
   """Whether a pen can redraw the digit: its strokes are at most MAX_STROKE_SHARE of its height wide."""
   try:
@@ -102,6 +107,12 @@ def digit_strokes(digit: np.ndarray) -> list[np.ndarray]:
   # The mean stroke width is the ink's area over the length of its centre line.
   if mask.sum() / skeleton.sum() > MAX_STROKE_SHARE * (rows[-1] - rows[0] + 1):
     raise ValueError('the digit is a blot that a pen line cannot redraw')
+  # Specks of the scan (a piece of skeleton shorter than SPECK_SHARE of the height, apart from the rest)
+  # are not strokes anyone drew.
+  pieces, count = ndimage.label(skeleton, structure=np.ones((3, 3)))
+  for box, label in zip(ndimage.find_objects(pieces), range(1, count + 1)):
+    if count > 1 and max(box[0].stop - box[0].start, box[1].stop - box[1].start) < SPECK_SHARE * (rows[-1] - rows[0] + 1):
+      skeleton = skeleton & (pieces != label)
   lines = [np.asarray(line, np.float64)[::2 if len(line) > 4 else 1] for line in trace(skeleton)]
   points = np.concatenate(lines)
   top, left = points.min(0)
