@@ -161,27 +161,3 @@ def random_stroke_width(key: jax.Array, images: jax.Array, amount: float) -> jax
   eroded = jax.lax.reduce_window(images, jnp.inf, jax.lax.min, window, strides, 'SAME')
   target = jnp.where(alpha >= 0, dilated, eroded)
   return images + jnp.abs(alpha) * (target - images)
-
-
-# Share of a batch's images that random_blur softens; the rest keep their sharpness.
-BLUR_SHARE = 0.5
-
-
-def random_blur(key: jax.Array, images: jax.Array, max_sigma: float, share: float = BLUR_SHARE) -> jax.Array:
-  """A `share` of float images [B, H, W, 1] blurred by a Gaussian of sigma uniform in [0, max_sigma] pixels.
-
-  Drawings, parts of numbers and photos are resampled two or three times on their way to 28x28 (a scan
-  or photo scaled up, the 20 px fit, the sub-pixel centring), so they reach the model softer than
-  MNIST's digits. Blurring digits and non-digits alike keeps sharpness from telling them apart.
-  """
-  b, h, w, _ = images.shape
-  pick_key, sigma_key = jax.random.split(key)
-  sigma = jax.random.uniform(sigma_key, (b,), minval=0.0, maxval=max_sigma)
-  sigma = jnp.where(jax.random.uniform(pick_key, (b,)) < share, sigma, 0.0)
-
-  def kernel(size):  # [B, size, size]: row i holds the weights of the pixels blurred into pixel i.
-    d = jnp.arange(size, dtype=jnp.float32)
-    k = jnp.exp(-0.5 * ((d[:, None] - d[None, :])[None] / jnp.maximum(sigma, 1e-3)[:, None, None]) ** 2)
-    return k / k.sum(-1, keepdims=True)
-
-  return jnp.einsum('bij,bjk,blk->bil', kernel(h), images[..., 0], kernel(w))[..., None]

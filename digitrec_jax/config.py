@@ -65,9 +65,6 @@ class TrainConfig:
   augment_aspect: float = 0.0  # width against height stretched by exp(u), u uniform in [-x, x]
   augment_elastic: float = 0.0  # RMS pixels of a smooth elastic distortion (Simard et al. 2003)
   augment_forms: float = 0.0  # share of 0s, 1s and 7s rewritten as slashed 0, flagged 1, crossed 7
-  # Gaussian blur of sigma up to x pixels for half of all images, digits and non-digits alike, after the
-  # changes above (`augment.random_blur`): drawings and photos reach the model softer than MNIST's scans.
-  augment_blur: float = 0.0
   # Share of each batch's images that get the changes above; the rest pass unchanged, so the model
   # also trains on clean digits like MNIST's own (1.0: every image is changed).
   augment_share: float = 1.0
@@ -113,7 +110,7 @@ class TrainConfig:
     if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
       raise ValueError(f'weight_decay must be >= 0, got {self.weight_decay}')
     for name in ('augment_rotation', 'augment_scale', 'augment_shear', 'augment_shift', 'augment_stroke',
-                 'augment_aspect', 'augment_elastic', 'augment_blur'):
+                 'augment_aspect', 'augment_elastic'):
       value = getattr(self, name)
       if not (math.isfinite(value) and value >= 0):
         raise ValueError(f'{name} must be >= 0, got {value}')
@@ -144,8 +141,7 @@ class TrainConfig:
   @property
   def augments(self) -> bool:
     return any((self.augment_rotation, self.augment_scale, self.augment_shear, self.augment_shift,
-                self.augment_stroke, self.augment_aspect, self.augment_elastic, self.augment_forms,
-                self.augment_blur))
+                self.augment_stroke, self.augment_aspect, self.augment_elastic, self.augment_forms))
 
   def to_dict(self) -> dict[str, Any]:
     return dataclasses.asdict(self)
