@@ -6,7 +6,7 @@ photos: darker ink on light-grey or beige paper under an illumination gradient, 
 compression; and single digits as photos. Reports whole-number accuracy by length through
 `read_number`, the library's path for files. Other numbers, and single digits, are written as the
 window's pen strokes (`benchmarks.pen`: each digit's skeleton traced into strokes) and read as the window
-reads them. A development aid with its own seeds, not a held-out measure.
+reads them; single digits also written small. A development aid with its own seeds, not a held-out measure.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from benchmarks.styles import crop_digit
 
 SEED = 5_150_001  # Never used by training.
 HEIGHT = 280
+SMALL_HEIGHTS = (0.15, 0.33)  # Of the window's height, for single pen-written digits written small.
 
 
 def compose(digits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -116,8 +117,13 @@ def measure_pen(images: np.ndarray, labels: np.ndarray, predictor, per_length: i
   by_length['all'] = float(np.mean(list(by_length.values())))
   texts = [(read_number(predictor, pen.compose(images[i:i + 1], rng)).text, str(labels[i]))
            for i in pen.pick(labels, images, rng, singles)]
+  # Digits written small, a sixth to a third of the window's height: the window's pen is bold on them.
+  small = [(read_number(predictor, pen.compose(images[i:i + 1], rng, SMALL_HEIGHTS)).text, str(labels[i]))
+           for i in pen.pick(labels, images, rng, singles // 2)]
   return {'pen': by_length, 'pen_single_digit': float(np.mean([t == truth for t, truth in texts])),
-          'pen_single_digit_turned_away': float(np.mean([t == '?' for t, _ in texts]))}
+          'pen_single_digit_turned_away': float(np.mean([t == '?' for t, _ in texts])),
+          'pen_small_digit': float(np.mean([t == truth for t, truth in small])),
+          'pen_small_digit_turned_away': float(np.mean([t == '?' for t, _ in small]))}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -225,6 +225,10 @@ def render_table(results: dict) -> str:
           f'| single test digits written as the window\'s pen strokes, named correctly ({nb["single_digit_photos"]:,}) '
           f'| {nb["pen_single_digit"]:.1%} ({nb["pen_single_digit_turned_away"]:.1%} turned away) | |',
       ]
+    if 'pen_small_digit' in nb:
+      lines.append(
+          f'| same, written small (a sixth to a third of the window\'s height; {nb["single_digit_photos"] // 2:,}) '
+          f'| {nb["pen_small_digit"]:.1%} ({nb["pen_small_digit_turned_away"]:.1%} turned away) | |')
   lines += [
       '',
       f'Measured by `{results["command"]}` on {hw["cpu"]} ({hw["device"]}), jax {hw["jax"]}, '

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from digitrec_jax.preprocess import (RENDER_SIZE, STROKE_WIDTH, EmptyDrawingError, Strokes, preprocess_drawing,
-                                     render_strokes)
+                                     render_strokes, window_pen)
 
 # The label of a non-digit example: the 11th output of a model with `non_digit_class`.
 NON_DIGIT_LABEL = 10
@@ -234,7 +234,8 @@ def _densify(points: np.ndarray, step: float = 0.02) -> np.ndarray:
 
 
 def _strokes_image(strokes: Strokes) -> np.ndarray:
-  return preprocess_drawing(render_strokes(strokes, _RENDER))
+  # The window's pen at every size, as the shipped model was trained (reading thins it for small drawings).
+  return preprocess_drawing(render_strokes(strokes, _RENDER, pen=window_pen(_RENDER)))
 
 
 def _shape(rng, names) -> np.ndarray:

@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from digitrec_jax.model import NOT_A_DIGIT
-from digitrec_jax.preprocess import RENDER_SIZE, STROKE_WIDTH, Strokes, preprocess_drawing, render_strokes
+from digitrec_jax.preprocess import RENDER_SIZE, Strokes, pen_width, preprocess_drawing, render_strokes
 
 # Boxes overlapping by at least this share of the narrower one's width belong to one digit.
 MERGE_OVERLAP = 0.25
@@ -125,7 +125,8 @@ def _stroke_pieces(strokes: Strokes, scale: int = RENDER_SIZE) -> list[tuple[Box
   if not strokes:
     return []
   width, height = _wide_size(strokes, scale)
-  reach = STROKE_WIDTH * scale / 2 + 2  # How far the pen's ink reaches beyond a stroke's points.
+  pen = pen_width(strokes, scale)  # The whole drawing's: each stroke drawn alone as it is drawn in it.
+  reach = pen / 2 + 2  # How far the pen's ink reaches beyond a stroke's points.
   pieces = []
   for stroke in strokes:
     xy = np.asarray(stroke, np.float64) * scale
@@ -133,7 +134,7 @@ def _stroke_pieces(strokes: Strokes, scale: int = RENDER_SIZE) -> list[tuple[Box
     right, bottom = min(width, int(xy[:, 0].max() + reach) + 1), min(height, int(xy[:, 1].max() + reach) + 1)
     if right <= left or bottom <= top:
       continue  # Drawn entirely off the canvas.
-    image = render_strokes([stroke], scale, width=width, height=height).crop((left, top, right, bottom))
+    image = render_strokes([stroke], scale, width=width, height=height, pen=pen).crop((left, top, right, bottom))
     ink = 1.0 - np.asarray(image, np.float32) / 255.0
     rows, cols = np.flatnonzero(ink.any(1)), np.flatnonzero(ink.any(0))
     if rows.size:

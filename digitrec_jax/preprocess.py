@@ -14,6 +14,12 @@ INK_THRESHOLD = 0.1
 # The window keeps strokes in [0, 1] canvas units and renders them at this size for the model.
 RENDER_SIZE = 280
 STROKE_WIDTH = 0.065  # Fraction of the canvas side; close to MNIST's pen relative to its 20 px box.
+# MNIST's strokes are about this share of a digit's ink height wide (the median over its training digits of
+# ink area / skeleton length / height). A digit drawn small with the window's pen is far bolder: the model
+# names 72% of digits written at a fifth of the canvas height against 96% from two fifths up
+# (benchmarks/README.md), so the pen that renders strokes for the model is never wider than this share.
+PEN_SHARE = 0.14
+MIN_PEN = 0.25  # The thinnest pen, as a share of the window's: a dot or a flat dash keeps some ink.
 
 Strokes = list[list[tuple[float, float]]]
 
@@ -46,16 +52,35 @@ def _to_grayscale(image: Image.Image | np.ndarray, background: int) -> np.ndarra
   return np.asarray(image.convert('L'), np.float32) / 255.0
 
 
+def window_pen(size: int = RENDER_SIZE) -> int:
+  """Pixels of the window's pen on a canvas `size` pixels high."""
+  return max(1, round(STROKE_WIDTH * size))
+
+
+def pen_width(strokes: Strokes, size: int = RENDER_SIZE) -> int:
+  """Pixels of the pen that renders `strokes` for the model: the window's pen, thinned for a drawing so
+  small that its strokes would be wider than PEN_SHARE of its ink height (not below MIN_PEN of it).
+
+  The height is the drawing's, so every digit of a number written on one line gets the same pen.
+  """
+  ys = [y for stroke in strokes for _, y in stroke]
+  span = max(ys) - min(ys) if ys else 1.0
+  # Pen p on points spanning `span`: ink height span + p, and p = PEN_SHARE * (span + p).
+  pen = float(np.clip(PEN_SHARE / (1 - PEN_SHARE) * span, MIN_PEN * STROKE_WIDTH, STROKE_WIDTH))
+  return max(1, round(pen * size))
+
+
 def render_strokes(strokes: Strokes, size: int = RENDER_SIZE, width: int | None = None,
-                   height: int | None = None) -> Image.Image:
-  """Dark round-capped strokes on white, drawn off-screen from unit coordinates, as the window draws them.
+                   height: int | None = None, pen: int | None = None) -> Image.Image:
+  """Dark round-capped strokes on white, drawn off-screen from unit coordinates, as the model reads them.
 
   `size` is the pixels per unit (the side of the window's square); `width` and `height` (default `size`)
-  give a larger canvas for strokes beyond x or y = 1, as on the window's wide canvas.
+  give a larger canvas for strokes beyond x or y = 1, as on the window's wide canvas. `pen` is the pen's
+  width in pixels; by default `pen_width(strokes, size)`: the window's pen, thinner for a small drawing.
   """
   image = Image.new('L', (width or size, height or size), 255)
   draw = ImageDraw.Draw(image)
-  width = max(1, round(STROKE_WIDTH * size))
+  width = pen_width(strokes, size) if pen is None else pen
   for stroke in strokes:
     points = [(x * size, y * size) for x, y in stroke]
     if len(points) > 1:

@@ -79,3 +79,35 @@ def test_blank_input_raises_empty_drawing_error(image):
 def test_bad_array_shape_is_rejected():
   with pytest.raises(ValueError, match=r'expected an image array .* got shape \(2, 3, 5\)'):
     preprocess_drawing(np.zeros((2, 3, 5)))
+
+
+def _scaled(strokes, height, top=0.1, left=0.1):
+  ys = [y for s in strokes for _, y in s]
+  lo, span = min(ys), max(ys) - min(ys)
+  xs = min(x for s in strokes for x, _ in s)
+  return [[(left + (x - xs) / span * height, top + (y - lo) / span * height) for x, y in s] for s in strokes]
+
+
+SEVEN = [[(0.2, 0.2), (0.6, 0.2), (0.35, 0.8)]]
+
+
+def test_pen_is_the_windows_unless_the_drawing_is_small():
+  from digitrec_jax.preprocess import MIN_PEN, PEN_SHARE, STROKE_WIDTH, pen_width, window_pen
+  assert window_pen(280) == round(0.065 * 280) == pen_width(_scaled(SEVEN, 0.7))
+  small = _scaled(SEVEN, 0.2)
+  pen = pen_width(small)
+  assert pen < window_pen(280)
+  assert pen / (0.2 * 280 + pen) == pytest.approx(PEN_SHARE, abs=0.01)  # MNIST's width against ink height.
+  assert pen_width([[(0.3, 0.5), (0.6, 0.5)]]) == round(MIN_PEN * STROKE_WIDTH * 280)  # A flat dash keeps ink.
+  assert pen_width([[(0.5, 0.5)]]) == round(MIN_PEN * STROKE_WIDTH * 280)  # So does a dot.
+
+
+def test_a_digit_drawn_small_reaches_the_model_as_bold_as_one_drawn_large():
+  from digitrec_jax import render_strokes
+  from digitrec_jax.preprocess import window_pen
+  # At 0.4 of the window's height the window's pen is about MNIST's width; smaller, it is thinned to it.
+  large = preprocess_drawing(render_strokes(_scaled(SEVEN, 0.4)))[..., 0].sum()
+  small = preprocess_drawing(render_strokes(_scaled(SEVEN, 0.15)))[..., 0].sum()
+  bold = preprocess_drawing(render_strokes(_scaled(SEVEN, 0.15), pen=window_pen()))[..., 0].sum()
+  assert small / large == pytest.approx(1.0, abs=0.1)
+  assert bold / large > 1.6  # With the window's pen, as before: far more ink than MNIST's strokes.
