@@ -117,7 +117,7 @@ def measure_pen(images: np.ndarray, labels: np.ndarray, predictor, per_length: i
   by_length['all'] = float(np.mean(list(by_length.values())))
   texts = [(read_number(predictor, pen.compose(images[i:i + 1], rng)).text, str(labels[i]))
            for i in pen.pick(labels, images, rng, singles)]
-  # Digits written small, a sixth to a third of the window's height: the window's pen is bold on them.
+  # Digits written small, 0.15-0.33 of the window's height: the window's pen is bold on them.
   small = [(read_number(predictor, pen.compose(images[i:i + 1], rng, SMALL_HEIGHTS)).text, str(labels[i]))
            for i in pen.pick(labels, images, rng, singles // 2)]
   return {'pen': by_length, 'pen_single_digit': float(np.mean([t == truth for t, truth in texts])),
