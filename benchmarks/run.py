@@ -227,7 +227,7 @@ def render_table(results: dict) -> str:
       ]
     if 'pen_small_digit' in nb:
       lines.append(
-          f'| same, written small (a sixth to a third of the window\'s height; {nb["single_digit_photos"] // 2:,}) '
+          f'| same, written small (0.15–0.33 of the window\'s height; {nb["single_digit_photos"] // 2:,}) '
           f'| {nb["pen_small_digit"]:.1%} ({nb["pen_small_digit_turned_away"]:.1%} turned away) | |')
   lines += [
       '',
