@@ -3,7 +3,7 @@
 Numbers of 2 to 6 digits made from MNIST test digits, drawn dark on a light canvas at the window's
 scale: random gaps (some nearly touching), sizes and baselines. The same numbers are also rendered as
 photos: darker ink on light-grey or beige paper under an illumination gradient, with noise and JPEG
-compression; and single digits as photos. Reports whole-number accuracy by length through
+compression; and single digits as photos, also written small on ruled or squared notebook pages. Reports whole-number accuracy by length through
 `read_number`, the library's path for files. Other numbers, and single digits, are written as the
 window's pen strokes (`benchmarks.pen`: each digit's skeleton traced into strokes) and read as the window
 reads them; single digits also written small. A development aid with its own seeds, not a held-out measure.
@@ -69,6 +69,23 @@ def as_photo(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
   return np.asarray(Image.open(buffer).convert('RGB'))
 
 
+def on_notebook_page(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+  """`ink` written small on a page of a ruled or squared notebook: printed lines a tenth to a fifth of
+  the page apart, fainter than the ink (a sixth to two fifths of its darkness), 1-3 px wide. Ink [H, W]."""
+  h, w = ink.shape
+  page = np.pad(ink, ((h // 2, h // 2), (w // 2 + 40, w // 2 + 40)))
+  gap = rng.uniform(0.1, 0.2) * page.shape[0]
+  width, faint = int(rng.integers(1, 4)), rng.uniform(0.17, 0.4)
+  lines = np.zeros_like(page)
+  starts = np.arange(rng.uniform(0, gap), page.shape[0], gap).astype(int)
+  for at in starts:
+    lines[at:at + width] = faint
+  if rng.random() < 0.5:  # Squared paper.
+    for at in np.arange(rng.uniform(0, gap), page.shape[1], gap).astype(int):
+      lines[:, at:at + width] = faint
+  return np.maximum(page, lines)
+
+
 def measure(data_dir: str | None, limit: int | None = None, predictor=None) -> dict:
   from digitrec_jax import load_mnist, load_predictor
   from digitrec_jax.numbers import read_number
@@ -94,6 +111,11 @@ def measure(data_dir: str | None, limit: int | None = None, predictor=None) -> d
   result['photo_single_digit'] = float(np.mean([
       read_number(predictor, as_photo(compose(images[i:i + 1], rng), rng)).text == str(labels[i]) for i in idx]))
   result.update(measure_pen(images, labels, predictor, per_length, singles))
+  rng = np.random.default_rng(SEED + 2)
+  idx = rng.integers(0, len(labels), singles // 2)
+  result['notebook_single_digit'] = float(np.mean([
+      read_number(predictor, as_photo(on_notebook_page(compose(images[i:i + 1], rng), rng), rng)).text
+      == str(labels[i]) for i in idx]))
   result.update(numbers_per_length=per_length, single_digit_photos=singles, seed=SEED,
                 checkpoint=predictor.info['path'].split('checkpoints/')[-1])
   return result

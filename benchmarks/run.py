@@ -217,6 +217,9 @@ def render_table(results: dict) -> str:
         f'| same numbers as photos (grey or beige paper, uneven light, noise, JPEG) | {nb["photo"]["all"]:.1%} | |',
         f'| single digits as photos ({nb["single_digit_photos"]:,}) | {nb["photo_single_digit"]:.1%} | ≥ 99% |',
     ]
+    if 'notebook_single_digit' in nb:
+      lines.append(f'| same, written small on ruled or squared notebook paper ({nb["single_digit_photos"] // 2:,}) '
+                   f'| {nb["notebook_single_digit"]:.1%} | |')
     if 'pen' in nb:
       pen_by_length = ', '.join(f'{n}: {nb["pen"][str(n)]:.0%}' for n in range(2, 7))
       lines += [

@@ -5,7 +5,7 @@ A drawing is first cut into pieces: the window's strokes, each drawn alone at it
 drawing, or the connected components of an image's ink (`scipy.ndimage.label`: scipy already comes with
 jax, and its labelling handles 8-connectivity and sizes in C). Images are binarized against an estimate
 of the paper's own brightness (a large percentile filter, so shadows and gradients drop out, then Otsu's
-threshold on the darkness). From there both take one path: pieces that overlap horizontally are grouped
+threshold on the darkness, less the faint straight lines of ruled or squared paper). From there both take one path: pieces that overlap horizontally are grouped
 (a 4 or a 5 drawn in two strokes, the separate top bar of a 5); a group is cut where the two sides read
 best (recognition-based segmentation): between its pieces when they stand side by side (two slanted
 digits whose boxes overlap), and at a low-ink column when it is too wide for one digit; weak neighbours
@@ -38,6 +38,12 @@ MIN_CONTRAST = 0.18
 # of the image scaled to PAPER_SIDE pixels on its short side (light varies slowly across a page).
 PAPER_PERCENTILE = 90
 PAPER_SIDE = 64
+# Ruled and squared paper: a thin straight horizontal or vertical run of "ink" at least LINE_LENGTH of the
+# image's side, fainter than LINE_SHARE of the darkest ink, is a printed line, not a stroke.
+LINE_LENGTH = 1 / 3
+LINE_SHARE = 0.5
+LINE_FILL = 0.8
+LINE_WIDTH = 0.015  # A printed line is at most this share of the image's short side wide.
 # More parts than this is texture or noise, not a number.
 MAX_PARTS = 12
 # A part is weak when the model is less sure than this that it is its digit (digit score times top
@@ -174,13 +180,42 @@ def ink_of_image(image: Image.Image | np.ndarray) -> np.ndarray:
   if dark.max() < MIN_CONTRAST:
     return np.zeros_like(dark)
   threshold = max(_otsu(dark), MIN_CONTRAST)
+  floor = threshold / 2
   core = dark >= threshold
+  # A page's ruled lines can outnumber a small digit's pixels and pull Otsu's threshold down to theirs.
+  lines = _faint_lines(dark >= floor, dark, float(np.percentile(dark[core], 99)))
+  core &= ~lines
+  if not core.any():
+    return np.zeros_like(dark)
   # Faint ink (a grey pencil, a dim photo) is scaled up to full strength, as MNIST's strokes are; the
   # anti-aliased rim next to the strokes (down to half the threshold) stays, fading out.
   full = float(np.percentile(dark[core], 90))
-  floor = threshold / 2
-  rim = ndimage.binary_dilation(core, iterations=max(1, step)) & (dark >= floor)
+  rim = ndimage.binary_dilation(core, iterations=max(1, step)) & (dark >= floor) & ~lines
   return np.where(rim, np.clip((dark - floor) / max(full - floor, 1e-3), 0.0, 1.0), 0.0).astype(np.float32)
+
+
+def _faint_lines(mask: np.ndarray, dark: np.ndarray, strongest: float) -> np.ndarray:
+  """Pixels of `mask` on thin straight horizontal or vertical runs LINE_LENGTH of the image long (at most
+  LINE_WIDTH of its short side wide), and their blurred edges, fainter than LINE_SHARE of the `strongest`
+  ink: the lines of ruled or squared paper. A digit's own long bar is as dark as its other strokes and
+  stays; so does the ink where a stroke crosses a line."""
+  from scipy import ndimage
+  lines = np.zeros_like(mask)
+  for axis in (0, 1):
+    length = max(3, int(mask.shape[axis] * LINE_LENGTH)) | 1
+    # An opening with a flat 1-D window, in O(pixels) whatever its length (erode, then dilate), that lets
+    # part of the run drop out: noise and JPEG break a faint line up.
+    inside = ndimage.uniform_filter1d(mask.astype(np.float32), length, axis=axis, mode='constant') >= LINE_FILL
+    runs = mask & (ndimage.uniform_filter1d(inside.astype(np.float32), length, axis=axis, mode='constant') > 1e-4)
+    # Printed lines are thin; a stroke that long (a 1 filling a tight crop) is far wider.
+    labels, _ = ndimage.label(runs, structure=np.ones((3, 3)))
+    across = np.array([sl[1 - axis].stop - sl[1 - axis].start for sl in ndimage.find_objects(labels)], int)
+    thin = np.concatenate([[False], across <= max(3, LINE_WIDTH * min(mask.shape))])
+    lines |= thin[labels]
+  if not lines.any():
+    return lines
+  lines = ndimage.binary_dilation(lines, iterations=2) & mask  # The rows or columns blurred along a line.
+  return lines & (dark < LINE_SHARE * strongest)
 
 
 def _otsu(values: np.ndarray) -> float:
