@@ -38,12 +38,13 @@ MIN_CONTRAST = 0.18
 # of the image scaled to PAPER_SIDE pixels on its short side (light varies slowly across a page).
 PAPER_PERCENTILE = 90
 PAPER_SIDE = 64
-# Ruled and squared paper: a thin straight horizontal or vertical run of "ink" at least LINE_LENGTH of the
-# image's side, fainter than LINE_SHARE of the darkest ink, is a printed line, not a stroke.
+# Ruled and squared paper: a straight horizontal or vertical run of "ink" at least LINE_LENGTH of the
+# image's side and at most LINE_WIDTH of its short side thick, fainter than LINE_SHARE of the darkest ink,
+# is a printed line, not a stroke.
 LINE_LENGTH = 1 / 3
 LINE_SHARE = 0.5
 LINE_FILL = 0.8
-LINE_WIDTH = 0.015  # A printed line is at most this share of the image's short side wide.
+LINE_WIDTH = 0.015
 # More parts than this is texture or noise, not a number.
 MAX_PARTS = 12
 # A part is weak when the model is less sure than this that it is its digit (digit score times top
@@ -195,27 +196,31 @@ def ink_of_image(image: Image.Image | np.ndarray) -> np.ndarray:
 
 
 def _faint_lines(mask: np.ndarray, dark: np.ndarray, strongest: float) -> np.ndarray:
-  """Pixels of `mask` on thin straight horizontal or vertical runs LINE_LENGTH of the image long (at most
-  LINE_WIDTH of its short side wide), and their blurred edges, fainter than LINE_SHARE of the `strongest`
+  """Pixels of `mask` on straight horizontal or vertical runs LINE_LENGTH of the image long and at most
+  LINE_WIDTH of its short side thick, and their blurred edges, fainter than LINE_SHARE of the `strongest`
   ink: the lines of ruled or squared paper. A digit's own long bar is as dark as its other strokes and
-  stays; so does the ink where a stroke crosses a line."""
+  stays; the edge of a long stroke is no line (the stroke is thick across it); the ink where a stroke
+  crosses a line stays."""
   from scipy import ndimage
+  thickest = max(3, round(LINE_WIDTH * min(mask.shape)))
   lines = np.zeros_like(mask)
   for axis in (0, 1):
-    length = max(3, int(mask.shape[axis] * LINE_LENGTH)) | 1
-    # An opening with a flat 1-D window, in O(pixels) whatever its length (erode, then dilate), that lets
-    # part of the run drop out: noise and JPEG break a faint line up.
-    inside = ndimage.uniform_filter1d(mask.astype(np.float32), length, axis=axis, mode='constant') >= LINE_FILL
-    runs = mask & (ndimage.uniform_filter1d(inside.astype(np.float32), length, axis=axis, mode='constant') > 1e-4)
-    # Printed lines are thin; a stroke that long (a 1 filling a tight crop) is far wider.
-    labels, _ = ndimage.label(runs, structure=np.ones((3, 3)))
-    across = np.array([sl[1 - axis].stop - sl[1 - axis].start for sl in ndimage.find_objects(labels)], int)
-    thin = np.concatenate([[False], across <= max(3, LINE_WIDTH * min(mask.shape))])
-    lines |= thin[labels]
+    # Noise and JPEG break a faint line up: a fifth of the run may be missing.
+    along = _runs(mask, max(3, int(mask.shape[axis] * LINE_LENGTH)), axis, LINE_FILL)
+    lines |= along & ~_runs(mask, thickest + 1, 1 - axis, 1.0)
   if not lines.any():
     return lines
   lines = ndimage.binary_dilation(lines, iterations=2) & mask  # The rows or columns blurred along a line.
   return lines & (dark < LINE_SHARE * strongest)
+
+
+def _runs(mask: np.ndarray, length: int, axis: int, fill: float) -> np.ndarray:
+  """Pixels of `mask` inside a straight run along `axis` at least `length` long, of which `fill` is in
+  `mask`: an opening with a flat 1-D window (erode, then dilate), in O(pixels) whatever its length."""
+  from scipy import ndimage
+  length |= 1
+  inside = ndimage.uniform_filter1d(mask.astype(np.float32), length, axis=axis, mode='constant') >= fill - 1e-4
+  return mask & (ndimage.uniform_filter1d(inside.astype(np.float32), length, axis=axis, mode='constant') > 1e-4)
 
 
 def _otsu(values: np.ndarray) -> float:
