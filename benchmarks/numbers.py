@@ -3,10 +3,11 @@
 Numbers of 2 to 6 digits made from MNIST test digits, drawn dark on a light canvas at the window's
 scale: random gaps (some nearly touching), sizes and baselines. The same numbers are also rendered as
 photos: darker ink on light-grey or beige paper under an illumination gradient, with noise and JPEG
-compression; and single digits as photos, also written small on ruled or squared notebook pages. Reports whole-number accuracy by length through
-`read_number`, the library's path for files. Other numbers, and single digits, are written as the
-window's pen strokes (`benchmarks.pen`: each digit's skeleton traced into strokes) and read as the window
-reads them; single digits also written small. A development aid with its own seeds, not a held-out measure.
+compression; and single digits as photos, also written small on ruled or squared notebook pages.
+Reports whole-number accuracy by length through `read_number`, the library's path for files. Other
+numbers, and single digits, are written as the window's pen strokes (`benchmarks.pen`: each digit's
+skeleton traced into strokes) and read as the window reads them; single digits also written small. A
+development aid with its own seeds, not a held-out measure.
 """
 
 from __future__ import annotations
@@ -77,8 +78,7 @@ def on_notebook_page(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
   gap = rng.uniform(0.1, 0.2) * page.shape[0]
   width, faint = int(rng.integers(1, 4)), rng.uniform(0.17, 0.4)
   lines = np.zeros_like(page)
-  starts = np.arange(rng.uniform(0, gap), page.shape[0], gap).astype(int)
-  for at in starts:
+  for at in np.arange(rng.uniform(0, gap), page.shape[0], gap).astype(int):
     lines[at:at + width] = faint
   if rng.random() < 0.5:  # Squared paper.
     for at in np.arange(rng.uniform(0, gap), page.shape[1], gap).astype(int):

@@ -5,8 +5,9 @@ A drawing is first cut into pieces: the window's strokes, each drawn alone at it
 drawing, or the connected components of an image's ink (`scipy.ndimage.label`: scipy already comes with
 jax, and its labelling handles 8-connectivity and sizes in C). Images are binarized against an estimate
 of the paper's own brightness (a large percentile filter, so shadows and gradients drop out, then Otsu's
-threshold on the darkness, less the faint straight lines of ruled or squared paper). From there both take one path: pieces that overlap horizontally are grouped
-(a 4 or a 5 drawn in two strokes, the separate top bar of a 5); a group is cut where the two sides read
+threshold on the darkness, less the faint straight lines of ruled or squared paper). From there both
+take one path: pieces that overlap horizontally are grouped (a 4 or a 5 drawn in two strokes, the
+separate top bar of a 5); a group is cut where the two sides read
 best (recognition-based segmentation): between its pieces when they stand side by side (two slanted
 digits whose boxes overlap), and at a low-ink column when it is too wide for one digit; weak neighbours
 are joined where together they read surer (a stray mark, a broken stroke). Each part goes through
@@ -184,7 +185,7 @@ def ink_of_image(image: Image.Image | np.ndarray) -> np.ndarray:
   floor = threshold / 2
   core = dark >= threshold
   # A page's ruled lines can outnumber a small digit's pixels and pull Otsu's threshold down to theirs.
-  lines = _faint_lines(dark >= floor, dark, float(np.percentile(dark[core], 99)))
+  lines = _faint_lines(dark >= floor, dark, core)
   core &= ~lines
   if not core.any():
     return np.zeros_like(dark)
@@ -195,12 +196,12 @@ def ink_of_image(image: Image.Image | np.ndarray) -> np.ndarray:
   return np.where(rim, np.clip((dark - floor) / max(full - floor, 1e-3), 0.0, 1.0), 0.0).astype(np.float32)
 
 
-def _faint_lines(mask: np.ndarray, dark: np.ndarray, strongest: float) -> np.ndarray:
+def _faint_lines(mask: np.ndarray, dark: np.ndarray, core: np.ndarray) -> np.ndarray:
   """Pixels of `mask` on straight horizontal or vertical runs LINE_LENGTH of the image long and at most
-  LINE_WIDTH of its short side thick, and their blurred edges, fainter than LINE_SHARE of the `strongest`
-  ink: the lines of ruled or squared paper. A digit's own long bar is as dark as its other strokes and
-  stays; the edge of a long stroke is no line (the stroke is thick across it); the ink where a stroke
-  crosses a line stays."""
+  LINE_WIDTH of its short side thick, and their blurred edges, fainter than LINE_SHARE of the darkest ink
+  (the 99th percentile of `dark` over the `core` pixels): the lines of ruled or squared paper. A digit's
+  own long bar is as dark as its other strokes and stays; the edge of a long stroke is no line (the stroke
+  is thick across it); the ink where a stroke crosses a line stays."""
   from scipy import ndimage
   thickest = max(3, round(LINE_WIDTH * min(mask.shape)))
   lines = np.zeros_like(mask)
@@ -211,7 +212,7 @@ def _faint_lines(mask: np.ndarray, dark: np.ndarray, strongest: float) -> np.nda
   if not lines.any():
     return lines
   lines = ndimage.binary_dilation(lines, iterations=2) & mask  # The rows or columns blurred along a line.
-  return lines & (dark < LINE_SHARE * strongest)
+  return lines & (dark < LINE_SHARE * float(np.percentile(dark[core], 99)))
 
 
 def _runs(mask: np.ndarray, length: int, axis: int, fill: float) -> np.ndarray:
