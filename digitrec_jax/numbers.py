@@ -46,6 +46,10 @@ LINE_LENGTH = 1 / 3
 LINE_SHARE = 0.5
 LINE_FILL = 0.8
 LINE_WIDTH = 0.015
+# A larger image is read on a copy this many pixels on its short side (box-filtered): a phone photo's
+# digits are still hundreds of pixels tall there, and its filters cost a tenth as much (a 15-megapixel
+# photo of three digits took 4.5 s at full size; benchmarks/README.md).
+WORK_SIDE = 1024
 # More parts than this is texture or noise, not a number.
 MAX_PARTS = 12
 # A part is weak when the model is less sure than this that it is its digit (digit score times top
@@ -158,7 +162,8 @@ def ink_of_image(image: Image.Image | np.ndarray) -> np.ndarray:
   short side (on a copy PAPER_SIDE pixels on its short side): strokes cover a minority of such a window,
   so the estimate is the paper's, lit as it is there, and uneven light and shadows cancel. Ink is what
   Otsu's threshold finds darker than that; its soft edges are kept, as MNIST's strokes have them. A
-  light-on-dark image (as MNIST) is turned round first.
+  light-on-dark image (as MNIST) is turned round first. An image over WORK_SIDE pixels on its short side
+  is read on a copy that size, and the map has the copy's shape.
   """
   from scipy import ndimage
 
@@ -167,12 +172,12 @@ def ink_of_image(image: Image.Image | np.ndarray) -> np.ndarray:
   gray = _to_grayscale(image, background=255 if inverted else 0)
   if not inverted:
     gray = 1.0 - gray
+  if min(gray.shape) > WORK_SIDE:
+    gray = _shrunk(gray, WORK_SIDE / min(gray.shape))
   step = max(1, min(gray.shape) // 96)
   # The percentile filter's cost grows with the window's area times the pixels: on the full image it took
   # 0.9 s for one digit's photo, at PAPER_SIDE about 30 ms, with the same readings (benchmarks/README.md).
-  shrink = min(1.0, PAPER_SIDE / min(gray.shape))
-  small = np.asarray(Image.fromarray(gray, mode='F').resize(
-      (max(1, round(gray.shape[1] * shrink)), max(1, round(gray.shape[0] * shrink))), Image.Resampling.BOX), np.float32)
+  small = _shrunk(gray, min(1.0, PAPER_SIDE / min(gray.shape)))
   window = max(5, min(small.shape) // 3) | 1
   paper = ndimage.percentile_filter(small, PAPER_PERCENTILE, size=window, mode='nearest')
   paper = ndimage.uniform_filter(paper, size=max(3, window // 2), mode='nearest')  # No blocky edges.
@@ -194,6 +199,12 @@ def ink_of_image(image: Image.Image | np.ndarray) -> np.ndarray:
   full = float(np.percentile(dark[core], 90))
   rim = ndimage.binary_dilation(core, iterations=max(1, step)) & (dark >= floor) & ~lines
   return np.where(rim, np.clip((dark - floor) / max(full - floor, 1e-3), 0.0, 1.0), 0.0).astype(np.float32)
+
+
+def _shrunk(gray: np.ndarray, scale: float) -> np.ndarray:
+  """A float image box-filtered down by `scale` <= 1 (each side at least 1 pixel)."""
+  size = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))
+  return np.asarray(Image.fromarray(gray, mode='F').resize(size, Image.Resampling.BOX), np.float32)
 
 
 def _faint_lines(mask: np.ndarray, dark: np.ndarray, core: np.ndarray) -> np.ndarray:
@@ -247,6 +258,11 @@ def _image_parts(ink: np.ndarray) -> list[tuple[Box, np.ndarray]]:
   # Each component's own ink only, not a neighbour reaching into its box.
   return [((slices[i][1].start, slices[i][0].start, slices[i][1].stop, slices[i][0].stop),
            np.where(labels[slices[i]] == i + 1, ink[slices[i]], 0.0)) for i in keep]
+
+
+def _scaled(box: Box, sx: float, sy: float) -> Box:
+  """`box` with its x scaled by `sx` and its y by `sy`, rounded to pixels."""
+  return (round(box[0] * sx), round(box[1] * sy), round(box[2] * sx), round(box[3] * sy))
 
 
 def _group(pieces: list[tuple[Box, np.ndarray]]) -> list[list[tuple[Box, np.ndarray]]]:
@@ -407,7 +423,10 @@ def read_number(predictor, drawing: Image.Image | np.ndarray | Strokes) -> Numbe
     groups, size = _group(_stroke_pieces(drawing)), None
   else:
     ink = ink_of_image(drawing)
-    groups, size = _group(_image_parts(ink)), ink.shape
+    groups = _group(_image_parts(ink))
+    size = (drawing.height, drawing.width) if isinstance(drawing, Image.Image) else np.shape(drawing)[:2]
+    # A large image is read on a smaller copy (WORK_SIDE): boxes are given in the input's pixels.
+    scale = (size[1] / ink.shape[1], size[0] / ink.shape[0])
   if not groups:
     return NumberReading('', (), 0.0)
   # Among other parts, each one is judged at the odds of a digit among digits.
@@ -420,6 +439,8 @@ def read_number(predictor, drawing: Image.Image | np.ndarray | Strokes) -> Numbe
   digits = tuple(_merge_weak(predictor, parts, odds))
   if len(digits) > 1:
     digits = _in_context(digits, predictor.threshold)
+  if size is not None and scale != (1.0, 1.0):
+    digits = tuple(dataclasses.replace(d, box=_scaled(d.box, *scale)) for d in digits)
   text = ''.join('?' if d.digit == NOT_A_DIGIT else str(d.digit) for d in digits)
   confidence = 0.0 if '?' in text else float(np.prod([d.probs.max() for d in digits]))
   return NumberReading(text, digits, confidence)

@@ -274,3 +274,19 @@ def test_a_bar_across_the_whole_image_stays_when_it_is_as_dark_as_the_strokes():
     image[y, x - 6:x + 6] = 30
   ink = numbers.ink_of_image(image)
   assert ink[10:18, 5:95].min() > 0.5
+
+
+def test_a_large_photo_is_read_on_a_smaller_copy_with_boxes_in_its_own_pixels(shipped):
+  # The squared-paper 3, and the same photo at 4x (2,400 px): read on a WORK_SIDE copy, the same answer,
+  # with the box in the large photo's pixels.
+  small = _small_three_on_squared_paper()
+  large = Image.fromarray(small).resize((2400, 2400), Image.Resampling.BICUBIC)
+  assert numbers.ink_of_image(large).shape == (numbers.WORK_SIDE, numbers.WORK_SIDE)
+  assert numbers.ink_of_image(small).shape == (600, 600)  # Under WORK_SIDE: read at its own size.
+  a, b = numbers.read_number(shipped, small), numbers.read_number(shipped, large)
+  assert a.text == b.text == '3' and abs(a.confidence - b.confidence) < 0.05
+  np.testing.assert_allclose(np.array(b.digits[0].box), 4 * np.array(a.digits[0].box), atol=12)
+  # A wide noise image is one part that is not a digit, boxed in its own pixels.
+  noise = (np.random.default_rng(1).random((1100, 2200)) * 255).astype(np.uint8)
+  reading = numbers.read_number(shipped, noise)
+  assert reading.text == '?' and reading.digits[0].box == (0, 0, 2200, 1100)
