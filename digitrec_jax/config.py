@@ -65,6 +65,9 @@ class TrainConfig:
   augment_aspect: float = 0.0  # width against height stretched by exp(u), u uniform in [-x, x]
   augment_elastic: float = 0.0  # RMS pixels of a smooth elastic distortion (Simard et al. 2003)
   augment_forms: float = 0.0  # share of 0s, 1s and 7s rewritten as slashed 0, flagged 1, crossed 7
+  # Every digit image (changed or not) softened towards a 3x3 blur by a fraction uniform in [0, x], so
+  # that sharp edges alone never mean "a digit" (augment.random_blur).
+  augment_blur: float = 0.0
   # Share of each batch's images that get the changes above; the rest pass unchanged, so the model
   # also trains on clean digits like MNIST's own (1.0: every image is changed).
   augment_share: float = 1.0
@@ -120,6 +123,8 @@ class TrainConfig:
       raise ValueError(f'augment_stroke must be in [0, 1], got {self.augment_stroke}')
     if not 0.0 < self.augment_share <= 1.0:
       raise ValueError(f'augment_share must be in (0, 1], got {self.augment_share}')
+    if not 0.0 <= self.augment_blur <= 1.0:
+      raise ValueError(f'augment_blur must be in [0, 1], got {self.augment_blur}')
     if not 0.0 <= self.augment_forms <= 1.0:
       raise ValueError(f'augment_forms must be in [0, 1], got {self.augment_forms}')
     if not 0.0 <= self.pen_digit_fraction < 1.0 or self.pen_digit_fraction + self.non_digit_fraction >= 1.0:
@@ -141,7 +146,8 @@ class TrainConfig:
   @property
   def augments(self) -> bool:
     return any((self.augment_rotation, self.augment_scale, self.augment_shear, self.augment_shift,
-                self.augment_stroke, self.augment_aspect, self.augment_elastic, self.augment_forms))
+                self.augment_stroke, self.augment_aspect, self.augment_elastic, self.augment_forms,
+                self.augment_blur))
 
   def to_dict(self) -> dict[str, Any]:
     return dataclasses.asdict(self)

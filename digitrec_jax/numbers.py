@@ -420,7 +420,7 @@ def read_number(predictor, drawing: Image.Image | np.ndarray | Strokes) -> Numbe
   best, weak neighbours are joined, and doubtful digits among digits are read at NUMBER_ODDS.
   """
   if isinstance(drawing, (list, tuple)):
-    groups, size = _group(_stroke_pieces(drawing)), None
+    groups, size, scale = _group(_stroke_pieces(drawing)), None, (1.0, 1.0)
   else:
     ink = ink_of_image(drawing)
     groups = _group(_image_parts(ink))
@@ -439,7 +439,7 @@ def read_number(predictor, drawing: Image.Image | np.ndarray | Strokes) -> Numbe
   digits = tuple(_merge_weak(predictor, parts, odds))
   if len(digits) > 1:
     digits = _in_context(digits, predictor.threshold)
-  if size is not None and scale != (1.0, 1.0):
+  if scale != (1.0, 1.0):
     digits = tuple(dataclasses.replace(d, box=_scaled(d.box, *scale)) for d in digits)
   text = ''.join('?' if d.digit == NOT_A_DIGIT else str(d.digit) for d in digits)
   confidence = 0.0 if '?' in text else float(np.prod([d.probs.max() for d in digits]))

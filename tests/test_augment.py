@@ -80,6 +80,24 @@ def test_stroke_width_blends_between_erosion_and_dilation():
   assert 0.2 < thinner < 0.45
 
 
+def test_blur_softens_digits_only_between_the_image_and_its_binomial_blur():
+  x = jnp.asarray(_digits(256), jnp.float32) / 255.0
+  digits, non_digits = jnp.full((256,), 3, jnp.int32), jnp.full((256,), 10, jnp.int32)
+  np.testing.assert_allclose(augment.random_blur(jax.random.key(0), x, digits, 0.0), x)
+  np.testing.assert_array_equal(augment.random_blur(jax.random.key(0), x, non_digits, 0.75), x)
+  kernel = np.array([0.25, 0.5, 0.25])
+  padded = np.pad(np.asarray(x)[..., 0], ((0, 0), (1, 1), (1, 1)))
+  blurred = sum(kernel[i] * kernel[j] * padded[:, i:i + 28, j:j + 28] for i in range(3) for j in range(3))[..., None]
+  out = np.asarray(jax.jit(augment.random_blur, static_argnums=3)(jax.random.key(0), x, digits, 0.75))
+  # Each image is (1 - a) x + a blur(x) for one a per image, drawn in [0, 0.75].
+  changed = np.abs(blurred - np.asarray(x)).reshape(256, -1)
+  a = ((out - np.asarray(x)).reshape(256, -1) * np.sign(blurred - np.asarray(x)).reshape(256, -1)).sum(1) / changed.sum(1)
+  np.testing.assert_allclose(out, np.asarray(x) + a[:, None, None, None] * (blurred - np.asarray(x)), atol=1e-5)
+  assert a.min() >= 0.0 and a.max() <= 0.75 and a.std() > 0.15
+  assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+  np.testing.assert_allclose(out.sum((1, 2, 3)), np.asarray(x).sum((1, 2, 3)), rtol=1e-4)  # Ink is kept.
+
+
 @pytest.mark.parametrize('dtype', [np.uint8, np.float32])
 def test_jits_inside_a_step(dtype):
   x = _digits().astype(dtype)

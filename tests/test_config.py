@@ -53,6 +53,7 @@ def test_bad_model_fields_are_rejected(kwargs, message):
     ({'augment_shift': float('nan')}, 'augment_shift must be >= 0, got nan'),
     ({'augment_scale': 1.0}, 'augment_scale must be < 1, got 1.0'),
     ({'augment_stroke': 1.5}, 'augment_stroke must be in [0, 1], got 1.5'),
+    ({'augment_blur': 1.2}, 'augment_blur must be in [0, 1], got 1.2'),
     ({'pen_soft_share': -0.1}, 'pen_soft_share must be in [0, 1], got -0.1'),
     ({'ema_decay': 1.0}, 'ema_decay must be in [0, 1), got 1.0'),
     ({'adam_b1': 1.0}, 'adam_b1 must be in [0, 1), got 1.0'),
@@ -65,6 +66,7 @@ def test_bad_augmentation_and_ema_fields_are_rejected(kwargs, message):
 def test_augments_is_true_when_any_augmentation_is_on():
   assert not TrainConfig().augments
   assert TrainConfig(augment_shear=0.1).augments and TrainConfig(augment_stroke=0.5).augments
+  assert TrainConfig(augment_blur=0.5).augments
 
 
 def test_every_preset_round_trips_through_json():

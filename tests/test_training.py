@@ -402,3 +402,18 @@ def test_batch_norm_statistics_are_checkpointed_with_the_shipped_weights(tiny_co
   logits = make_apply_fn(CNN.from_config(config.model))(params, images)
   expected = jax.nn.softmax(logits / predictor.temperature, axis=-1)
   np.testing.assert_allclose(predictor.predict_proba(images), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_augment_blur_softens_every_digit_after_the_share_and_leaves_non_digits():
+  from digitrec_jax import training
+  images = synthetic_digits(64, seed=6)[0]
+  labels = jnp.asarray([10] * 16 + [4] * 48, jnp.int32)
+  half = TrainConfig(augment_rotation=20.0, augment_share=0.5)
+  blurred = dataclasses.replace(half, augment_blur=0.75)
+  key = jax.random.key(12)
+  base = np.asarray(jax.jit(functools.partial(training.augment, half))(key, images, labels))
+  out = np.asarray(jax.jit(functools.partial(training.augment, blurred))(key, images, labels))
+  np.testing.assert_array_equal(out[:16], base[:16])  # Non-digits: exactly what the share gave them.
+  softened = np.any(np.abs(out[16:] - base[16:]) > 1e-3, axis=(1, 2, 3))
+  assert softened.sum() >= 40  # Every digit, changed by the share or not, up to a tiny drawn blend.
+  np.testing.assert_allclose(out.sum((1, 2, 3)), base.sum((1, 2, 3)), rtol=0.02)
