@@ -163,16 +163,16 @@ def random_stroke_width(key: jax.Array, images: jax.Array, amount: float) -> jax
   return images + jnp.abs(alpha) * (target - images)
 
 
-def random_blur(key: jax.Array, images: jax.Array, labels: jax.Array, amount: float) -> jax.Array:
-  """Softer strokes: each digit image (label < 10) of float images [B, H, W, 1] is blended towards its 3x3
-  binomial blur by a fraction drawn uniformly in [0, amount]; non-digits (label 10) are unchanged.
+def random_blur(key: jax.Array, images: jax.Array, soften: jax.Array, amount: float) -> jax.Array:
+  """Softer strokes: each float image [B, H, W, 1] where `soften` [B] is true is blended towards its 3x3
+  binomial blur by a fraction drawn uniformly in [0, amount]; the others are unchanged.
 
   MNIST's digits are sharper than anything fitted to 28x28 from a larger drawing or photo (a pen stroke's
-  or an upscaled digit's soft edge shrinks to a pixel of grey), so without this the model takes sharp
-  edges as a sign of a digit and soft ones as a sign of a non-digit (benchmarks/README.md).
+  or an upscaled digit's soft edge shrinks to a pixel of grey), so a model trained on them unsoftened
+  takes sharp edges as a sign of a digit and soft ones as a sign of a non-digit (benchmarks/README.md).
   """
   alpha = jax.random.uniform(key, (images.shape[0], 1, 1, 1), maxval=amount)
-  alpha = jnp.where((labels < 10)[:, None, None, None], alpha, 0.0)
+  alpha = jnp.where(soften[:, None, None, None], alpha, 0.0)
   kernel = jnp.array([0.25, 0.5, 0.25], images.dtype)
   padded = jnp.pad(images, ((0, 0), (1, 1), (1, 1), (0, 0)))
   rows = kernel[0] * padded[:, :-2] + kernel[1] * padded[:, 1:-1] + kernel[2] * padded[:, 2:]

@@ -143,7 +143,8 @@ def augment(config: TrainConfig, key: jax.Array, images: jax.Array, labels: jax.
     keep = jax.random.uniform(jax.random.fold_in(key, 3), (images.shape[0], 1, 1, 1)) >= config.augment_share
     images = jnp.where(keep, original, images)
   if config.augment_blur:
-    images = augment_lib.random_blur(jax.random.fold_in(key, 4), images, labels, config.augment_blur)
+    images = augment_lib.random_blur(jax.random.fold_in(key, 4), images, labels != nondigits.NON_DIGIT_LABEL,
+                                     config.augment_blur)
   return images
 
 
