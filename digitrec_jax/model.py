@@ -46,10 +46,13 @@ class CNN(nn.Module):
   first_kernel: int = ModelConfig.first_kernel
   batch_norm: bool = ModelConfig.batch_norm
   non_digit_class: bool = ModelConfig.non_digit_class
+  crop: int = ModelConfig.crop
 
   @nn.compact
   def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
     x = normalize(images)
+    if self.crop:
+      x = x[:, self.crop:-self.crop, self.crop:-self.crop]
     pool = nn.max_pool if self.pool == 'max' else nn.avg_pool
 
     def activate(x):
@@ -78,7 +81,7 @@ class CNN(nn.Module):
     return cls(conv_features=config.conv_features, convs_per_block=config.convs_per_block,
                dense_features=config.dense_features, dropout_rate=config.dropout_rate, pool=config.pool,
                first_kernel=config.first_kernel, batch_norm=config.batch_norm,
-               non_digit_class=config.non_digit_class)
+               non_digit_class=config.non_digit_class, crop=config.crop)
 
 
 class Apply:

@@ -42,6 +42,8 @@ def test_too_many_conv_blocks_is_rejected():
     ({'first_kernel': 9}, 'first_kernel must be an integer from 1 to 7, got 9'),
     ({'first_kernel': 2.0}, 'first_kernel must be an integer from 1 to 7, got 2.0'),
     ({'batch_norm': 1}, 'batch_norm must be true or false, got 1'),
+    ({'crop': 5}, 'crop must be an integer from 0 to 4, got 5'),
+    ({'crop': True}, 'crop must be an integer from 0 to 4, got True'),
 ])
 def test_bad_model_fields_are_rejected(kwargs, message):
   with pytest.raises(ValueError, match='^' + message + '$'):
