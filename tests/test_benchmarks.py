@@ -61,6 +61,19 @@ def test_readme_table_is_generated_from_committed_results():
   assert run.render_table(results) in run.README.read_text()
 
 
+
+def test_a_peer_stopped_before_its_target_is_shown_as_a_lower_bound():
+  results = json.loads(run.RESULTS.read_text())
+  results['fast_preset']['mean_process_seconds'] = 10.0
+  results['peer'] = {'epochs': 5.0, 'process_seconds': 300.0, 'reached_target': False, 'test_accuracy': 0.9898}
+  table = run.render_table(results)
+  assert 'still under 99.0% when stopped after 5.0 epochs (98.98%) | > 300.0 s |' in table
+  assert "its time over the fast preset's cold mean, same run | > 30.0x | ≥ 8x |" in table
+  results['peer'].update(reached_target=True, test_accuracy=0.9902, epochs=4.0)
+  table = run.render_table(results)
+  assert 'its first evaluation ≥ 99.0% (4.0 epochs, 99.02%) | 300.0 s |' in table
+  assert "same run | 30.0x | ≥ 8x |" in table
+
 def test_kernel_variants_agree_and_run(capsys):
   assert kernels.main(['2']) == 0
   rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
