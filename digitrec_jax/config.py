@@ -175,8 +175,8 @@ class TrainConfig:
 PRESETS: dict[str, TrainConfig] = {
     'default': TrainConfig(),
     # One epoch of a small net on the central 24x24 pixels, strided convs (no pooling) with batch norm at a
-    # high rate, in about 10 s on a 2-core CPU from process start; >= 99.0% test accuracy over seeds
-    # (benchmarks/results.json).
+    # high rate, in 11 to 16 s on this project's 2-core CPU from process start; >= 99.0% test accuracy
+    # over seeds (benchmarks/results.json).
     'fast': TrainConfig(steps=429, batch_size=128, learning_rate=0.02, warmup_steps=40, adam_b1=0.8,
                         label_smoothing=0.1, eval_every=429,
                         model=ModelConfig(conv_features=(16, 32), pool='stride', first_kernel=5,

@@ -35,8 +35,9 @@ def normalize(images: jax.Array) -> jax.Array:
 
 
 class CNN(nn.Module):
-  """Blocks of conv-ReLU layers (3x3; the first conv `first_kernel` square), each halving the image by 2x2
-  pooling or a stride-2 last conv, then one hidden dense layer; returns logits."""
+  """Blocks of conv-ReLU layers (3x3; the first conv `first_kernel` square) on the image less `crop` pixels
+  on each side, each block halving it by 2x2 pooling or a stride-2 last conv, then one hidden dense layer;
+  returns logits."""
 
   conv_features: tuple[int, ...] = ModelConfig.conv_features
   convs_per_block: int = ModelConfig.convs_per_block
