@@ -61,7 +61,6 @@ def test_readme_table_is_generated_from_committed_results():
   assert run.render_table(results) in run.README.read_text()
 
 
-
 def test_a_peer_stopped_before_its_target_is_shown_as_a_lower_bound():
   results = json.loads(run.RESULTS.read_text())
   results['fast_preset']['mean_process_seconds'] = 10.0
@@ -73,6 +72,7 @@ def test_a_peer_stopped_before_its_target_is_shown_as_a_lower_bound():
   table = run.render_table(results)
   assert 'its first evaluation ≥ 99.0% (4.0 epochs, 99.02%) | 300.0 s |' in table
   assert "same run | 30.0x | ≥ 8x |" in table
+
 
 def test_kernel_variants_agree_and_run(capsys):
   assert kernels.main(['2']) == 0

@@ -102,7 +102,6 @@ def test_stride_blocks_downsample_with_their_last_conv_and_the_first_kernel_is_c
   np.testing.assert_allclose(inter['Conv_1']['__call__'][0], full[:, 1::2, 1::2], rtol=1e-4, atol=1e-5)
 
 
-
 def test_crop_drops_the_border_before_the_first_conv():
   model = CNN.from_config(ModelConfig(conv_features=(4, 8), dense_features=16, pool='stride', crop=2))
   variables = init_variables(model, jax.random.key(0))
@@ -114,6 +113,7 @@ def test_crop_drops_the_border_before_the_first_conv():
   np.testing.assert_array_equal(apply(variables, scribbled), apply(variables, x))
   inner = x.at[:, 2, 2, 0].set(1.0 - x[:, 2, 2, 0])  # The first pixel kept changes the logits.
   assert not np.allclose(apply(variables, inner), apply(variables, x))
+
 
 BN_MODEL = ModelConfig(conv_features=(4, 8), dense_features=16, batch_norm=True)
 
