@@ -271,6 +271,32 @@ def _group(pieces: list[tuple[Box, np.ndarray]]) -> list[list[tuple[Box, np.ndar
   return [[pieces[i] for i in group] for group in _merge_boxes([box for box, _ in pieces])]
 
 
+def _touching(a: tuple[Box, np.ndarray], b: tuple[Box, np.ndarray]) -> bool:
+  """Whether two pieces' inks share a pixel."""
+  (a_box, a_ink), (b_box, b_ink) = a, b
+  left, top = max(a_box[0], b_box[0]), max(a_box[1], b_box[1])
+  right, bottom = min(a_box[2], b_box[2]), min(a_box[3], b_box[3])
+  if right <= left or bottom <= top:
+    return False
+  a_part = a_ink[top - a_box[1]:bottom - a_box[1], left - a_box[0]:right - a_box[0]]
+  b_part = b_ink[top - b_box[1]:bottom - b_box[1], left - b_box[0]:right - b_box[0]]
+  return bool(((a_part > 0.5) & (b_part > 0.5)).any())
+
+
+def _group_strokes(pieces: list[tuple[Box, np.ndarray]]) -> list[list[tuple[Box, np.ndarray]]]:
+  """Window strokes grouped into digits, using the order they were drawn in: a stroke whose ink touches
+  the strokes drawn just before it is one piece with them (a 4's second stroke, a 7's hook, a 5's bar
+  written at once), as touching ink is one component in an image, however little their boxes overlap;
+  then pieces that overlap horizontally are grouped (`_group`)."""
+  runs: list[list[tuple[Box, np.ndarray]]] = []
+  for piece in pieces:
+    if runs and any(_touching(before, piece) for before in runs[-1]):
+      runs[-1].append(piece)
+    else:
+      runs.append([piece])
+  return _group([_paste(run) for run in runs])
+
+
 def _read(predictor, crop: np.ndarray, box: Box = (0, 0, 0, 0)) -> DigitReading:
   """The model's reading of one part (one image at a time: the shape the predictor compiled for the
   window); the trial cuts of `_split_touching` need no box."""
@@ -420,7 +446,7 @@ def read_number(predictor, drawing: Image.Image | np.ndarray | Strokes) -> Numbe
   best, weak neighbours are joined, and doubtful digits among digits are read at NUMBER_ODDS.
   """
   if isinstance(drawing, (list, tuple)):
-    groups, size, scale = _group(_stroke_pieces(drawing)), None, (1.0, 1.0)
+    groups, size, scale = _group_strokes(_stroke_pieces(drawing)), None, (1.0, 1.0)
   else:
     ink = ink_of_image(drawing)
     groups = _group(_image_parts(ink))

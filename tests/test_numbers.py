@@ -230,6 +230,34 @@ def test_a_crossed_seven_and_a_two_stroke_four_stay_one_digit_each(shipped):
   assert numbers.read_number(shipped, seven + _shifted(FOUR, 0.45)).text == '74'
 
 
+# A 7 written as its bar, then its stem from the bar's right end down to the right: the two boxes share
+# only the pen's width, far under MERGE_OVERLAP, but the strokes touch and were written one after the other.
+BAR_THEN_STEM = [_line((0.3, 0.25), (0.55, 0.25)), _line((0.55, 0.25), (0.78, 0.8))]
+
+
+def test_touching_strokes_written_one_after_another_are_one_digit():
+  pieces = numbers._stroke_pieces(BAR_THEN_STEM)
+  assert numbers._touching(pieces[0], pieces[1])
+  assert len(numbers._group(pieces)) == 2  # By box overlap alone: two parts.
+  assert [len(g) for g in numbers._group_strokes(pieces)] == [1]  # One piece, as touching ink is.
+  # Written in the other order the strokes still touch one after the other.
+  assert [len(g) for g in numbers._group_strokes(pieces[::-1])] == [1]
+  # Apart by a gap, the same strokes are two runs, and their boxes do not overlap: two groups.
+  apart = numbers._stroke_pieces([BAR_THEN_STEM[0], [(x + 0.08, y) for x, y in BAR_THEN_STEM[1]]])
+  assert not numbers._touching(apart[0], apart[1]) and len(numbers._group_strokes(apart)) == 2
+  # Touching joins strokes written one after the other only: the stem, a 1 further right, then the bar.
+  bar, stem = BAR_THEN_STEM
+  groups = numbers._group_strokes(numbers._stroke_pieces([stem] + _shifted(ONE, 0.9) + [bar]))
+  assert [len(g) for g in groups] == [1, 1, 1]
+  # The whole window path: one digit.
+  assert len(numbers.read_number(tiny_predictor(), BAR_THEN_STEM).digits) == 1
+
+
+def test_a_seven_written_as_bar_then_stem_reads_as_one_seven(shipped):
+  assert numbers.read_number(shipped, BAR_THEN_STEM).text == '7'
+  assert numbers.read_number(shipped, ONE + _shifted(BAR_THEN_STEM, 0.25)).text == '17'
+
+
 def test_a_stray_short_stroke_beside_a_digit_joins_it(shipped):
   # A short mark under half the digits' height, close to the 5, counts as no digit and joins it.
   mark = [_line((0.76, 0.62), (0.77, 0.7))]
