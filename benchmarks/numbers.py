@@ -3,7 +3,8 @@
 Numbers of 2 to 6 digits made from MNIST test digits, drawn dark on a light canvas at the window's
 scale: random gaps (some nearly touching), sizes and baselines. The same numbers are also rendered as
 photos: darker ink on light-grey or beige paper under an illumination gradient, with noise and JPEG
-compression; and single digits as photos, also written small on ruled or squared notebook pages.
+compression; and single digits as photos, also written small on ruled or squared notebook pages, photographed
+straight or askew.
 Reports whole-number accuracy by length through `read_number`, the library's path for files. Other
 numbers, and single digits, are written as the window's pen strokes (`benchmarks.pen`: each digit's
 skeleton traced into strokes) and read as the window reads them; single digits also written small. A
@@ -25,7 +26,8 @@ from benchmarks.styles import crop_digit
 
 SEED = 5_150_001  # Never used by training.
 HEIGHT = 280
-SMALL_HEIGHTS = (0.15, 0.33)  # Of the window's height, for single pen-written digits written small.
+SMALL_HEIGHTS = (0.15, 0.33)
+TILT = 5.0  # Degrees either way, for notebook pages photographed askew.  # Of the window's height, for single pen-written digits written small.
 
 
 def compose(digits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -86,6 +88,12 @@ def on_notebook_page(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
   return np.maximum(page, lines)
 
 
+def tilted(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+  """Ink [H, W] turned by up to TILT degrees either way (the whole turned page, corners left blank)."""
+  angle = rng.uniform(-TILT, TILT)
+  return np.asarray(Image.fromarray(ink, mode='F').rotate(angle, Image.Resampling.BILINEAR, expand=True), np.float32)
+
+
 def measure(data_dir: str | None, limit: int | None = None, predictor=None) -> dict:
   from digitrec_jax import load_mnist, load_predictor
   from digitrec_jax.numbers import read_number
@@ -115,6 +123,12 @@ def measure(data_dir: str | None, limit: int | None = None, predictor=None) -> d
   idx = rng.integers(0, len(labels), singles // 2)
   result['notebook_single_digit'] = float(np.mean([
       read_number(predictor, as_photo(on_notebook_page(compose(images[i:i + 1], rng), rng), rng)).text
+      == str(labels[i]) for i in idx]))
+  # The same kind of page photographed askew, as a phone held by hand takes it.
+  rng = np.random.default_rng(SEED + 3)
+  idx = rng.integers(0, len(labels), singles // 2)
+  result['notebook_tilted_single_digit'] = float(np.mean([
+      read_number(predictor, as_photo(tilted(on_notebook_page(compose(images[i:i + 1], rng), rng), rng), rng)).text
       == str(labels[i]) for i in idx]))
   result.update(numbers_per_length=per_length, single_digit_photos=singles, seed=SEED,
                 checkpoint=predictor.info['path'].split('checkpoints/')[-1])

@@ -46,6 +46,8 @@ LINE_LENGTH = 1 / 3
 LINE_SHARE = 0.5
 LINE_FILL = 0.8
 LINE_WIDTH = 0.015
+# A page photographed askew: its lines may run up to this many degrees off the image's rows or columns.
+LINE_TILT = 6.0
 # A larger image is read on a copy this many pixels on its short side (box-filtered): a phone photo's
 # digits are still hundreds of pixels tall there, and its filters cost a tenth as much (a 15-megapixel
 # photo of three digits took 4.5 s at full size; benchmarks/README.md).
@@ -208,22 +210,65 @@ def _shrunk(gray: np.ndarray, scale: float) -> np.ndarray:
 
 
 def _faint_lines(mask: np.ndarray, dark: np.ndarray, core: np.ndarray) -> np.ndarray:
-  """Pixels of `mask` on straight horizontal or vertical runs LINE_LENGTH of the image long and at most
-  LINE_WIDTH of its short side thick, and their blurred edges, fainter than LINE_SHARE of the darkest ink
-  (the 99th percentile of `dark` over the `core` pixels): the lines of ruled or squared paper. A digit's
-  own long bar is as dark as its other strokes and stays; the edge of a long stroke is no line (the stroke
-  is thick across it); the ink where a stroke crosses a line stays."""
+  """Pixels of `mask` on straight runs LINE_LENGTH of the image long, along its rows or its columns up to
+  LINE_TILT askew, at most LINE_WIDTH of its short side thick, and their blurred edges, fainter than
+  LINE_SHARE of the darkest ink (the 99th percentile of `dark` over the `core` pixels): the lines of ruled
+  or squared paper, photographed straight or at a slant. A digit's own long bar is as dark as its other
+  strokes and stays; the edge of a long stroke is no line (the stroke is thick across it); the ink where
+  a stroke crosses a line stays."""
   from scipy import ndimage
   thickest = max(3, round(LINE_WIDTH * min(mask.shape)))
-  lines = np.zeros_like(mask)
-  for axis in (0, 1):
-    # Noise and JPEG break a faint line up: a fifth of the run may be missing.
-    along = _runs(mask, max(3, int(mask.shape[axis] * LINE_LENGTH)), axis, LINE_FILL)
-    lines |= along & ~_runs(mask, thickest + 1, 1 - axis, 1.0)
+  lines = _lines_along_rows(mask, thickest) | _lines_along_rows(mask.T, thickest).T
   if not lines.any():
     return lines
   lines = ndimage.binary_dilation(lines, iterations=2) & mask  # The rows or columns blurred along a line.
   return lines & (dark < LINE_SHARE * float(np.percentile(dark[core], 99)))
+
+
+def _row_slope(mask: np.ndarray) -> float:
+  """The slope (rows per column, within LINE_TILT) along which the pixels of `mask` line up best: where
+  their counts per slanted row are most uneven (the sum of the squared counts is largest). Tried a column's
+  drift across the whole width apart, coarse first."""
+  rows, cols = np.nonzero(mask)
+  if rows.size == 0:
+    return 0.0
+  stride = max(1, rows.size // 50_000)  # Enough pixels to find the lines, a bounded cost.
+  rows, cols = rows[::stride], cols[::stride]
+  limit, fine = np.tan(np.radians(LINE_TILT)), 1.0 / mask.shape[1]
+
+  def best(slopes):
+    spread = [np.square(np.bincount(rows - np.round(cols * k).astype(int) + mask.shape[1])).sum() for k in slopes]
+    return float(slopes[int(np.argmax(spread))])
+
+  coarse = best(np.arange(-limit, limit + fine, 4 * fine))
+  return best(np.arange(coarse - 3 * fine, coarse + 3.5 * fine, fine))
+
+
+def _lines_along_rows(mask: np.ndarray, thickest: int) -> np.ndarray:
+  """Pixels of `mask` on lines along its rows (up to LINE_TILT askew) LINE_LENGTH of its width long and
+  at most `thickest` pixels thick: the mask is sheared so that its lines run level, searched, and
+  sheared back."""
+  height, width = mask.shape
+  offsets = np.round(np.arange(width) * _row_slope(mask)).astype(int)
+  offsets -= offsets.min()
+  top = offsets.max()
+  # Row r of column c moves to r - offsets[c] + top: a line of that slope becomes one row. Columns with
+  # one offset are contiguous, so the shear is a slice copy per offset.
+  starts = np.flatnonzero(np.diff(offsets, prepend=-1))
+  spans = [(int(a), int(b), top - int(offsets[a])) for a, b in zip(starts, [*starts[1:], width])]
+  level = np.zeros((height + top, width), bool)
+  outside = np.ones_like(level)  # Sheared in from beyond the image's top or bottom edge.
+  for a, b, shift in spans:
+    level[shift:shift + height, a:b] = mask[:, a:b]
+    outside[shift:shift + height, a:b] = False
+  # Noise and JPEG break a faint line up: a fifth of the run may be missing. A slanted line that runs out
+  # of the image through its top or bottom is taken to go on beyond it.
+  found = (_runs(level | outside, max(3, int(width * LINE_LENGTH)), 1, LINE_FILL) & level
+           & ~_runs(level, thickest + 1, 0, 1.0))
+  out = np.empty_like(mask)
+  for a, b, shift in spans:
+    out[:, a:b] = found[shift:shift + height, a:b]
+  return out
 
 
 def _runs(mask: np.ndarray, length: int, axis: int, fill: float) -> np.ndarray:

@@ -24,6 +24,7 @@ def test_quick_suite_writes_every_figure(real_data_dir, tmp_path, monkeypatch, c
   assert 0 <= results['numbers']['pen_single_digit_turned_away'] <= 1 - results['numbers']['pen_single_digit']
   assert 0 <= results['numbers']['pen_small_digit_turned_away'] <= 1 - results['numbers']['pen_small_digit']
   assert 0 <= results['numbers']['notebook_single_digit'] <= 1
+  assert 0 <= results['numbers']['notebook_tilted_single_digit'] <= 1
   from benchmarks import styles
   assert set(results['styles']['forms']) == set(styles.FORMS)
   assert all(0 <= r['named_correctly'] <= r['accuracy'] <= 1 for r in results['styles']['forms'].values())

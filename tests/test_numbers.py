@@ -264,24 +264,26 @@ def test_a_stray_short_stroke_beside_a_digit_joins_it(shipped):
   assert numbers.read_number(shipped, ONE + _shifted(FIVE, 0.2) + _shifted(mark, 0.2)).text == '15'
 
 
-def _small_three_on_squared_paper(cell=60, size=600):
+def _small_three_on_squared_paper(cell=60, size=600, tilt=0.0):
   """A 3 a fifth of the page high in dark ink, on paper with faint blue-grey squares, as a phone photo of a
-  notebook gives (RGB uint8)."""
+  notebook gives (RGB uint8); the squares `tilt` degrees askew, as on a page photographed at a slant."""
   ink = Image.new('L', (size, size), 0)
   d = ImageDraw.Draw(ink)
   d.arc((260, 240, 330, 310), -160, 90, fill=255, width=9)
   d.arc((256, 302, 334, 380), -90, 160, fill=255, width=9)
   rgb = np.full((size, size, 3), 0.93, np.float32)
-  for at in range(cell // 2, size, cell):  # Two-pixel lines, some crossing the 3.
-    rgb[at:at + 2] *= (0.7, 0.78, 0.95)
-    rgb[:, at:at + 2] *= (0.7, 0.78, 0.95)
+  rows, cols = np.mgrid[0:size, 0:size]
+  slope = np.tan(np.radians(tilt))
+  for along, across in ((rows, cols), (cols, -rows)):  # Two-pixel lines, some crossing the 3.
+    rgb[(np.floor(along - across * slope) - cell // 2) % cell < 2] *= (0.7, 0.78, 0.95)
   rgb *= 1 - 0.85 * np.asarray(ink, np.float32)[..., None] / 255
   rgb += np.random.default_rng(2).normal(0, 0.015, rgb.shape)
   return (np.clip(rgb, 0, 1) * 255).astype(np.uint8)
 
 
-def test_the_lines_of_squared_paper_are_not_ink(shipped):
-  photo = _small_three_on_squared_paper()
+@pytest.mark.parametrize('tilt', [0.0, 4.0, -5.0])
+def test_the_lines_of_squared_paper_are_not_ink(shipped, tilt):
+  photo = _small_three_on_squared_paper(tilt=tilt)
   ink = numbers.ink_of_image(photo)
   assert ink[:200].max() == 0 and ink[420:].max() == 0  # Lines, and their crossings, far from the 3.
   assert ink[240:380, 256:334].sum() > 0.5 * (np.asarray(ink) > 0).sum()  # Where there is ink, it is the 3.
@@ -289,7 +291,7 @@ def test_the_lines_of_squared_paper_are_not_ink(shipped):
   assert reading.text == '3' and reading.confidence > 0.9
   # Before lines were told from strokes, the page's lines pulled Otsu's threshold down and became ink
   # everywhere: this photo read '?'. The same 3 on plain paper reads the same as on squared paper.
-  plain = numbers.read_number(shipped, _small_three_on_squared_paper(cell=10_000))
+  plain = numbers.read_number(shipped, _small_three_on_squared_paper(cell=10_000, tilt=tilt))
   assert plain.text == '3' and abs(plain.confidence - reading.confidence) < 0.05
 
 
