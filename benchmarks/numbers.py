@@ -26,8 +26,8 @@ from benchmarks.styles import crop_digit
 
 SEED = 5_150_001  # Never used by training.
 HEIGHT = 280
-SMALL_HEIGHTS = (0.15, 0.33)
-TILT = 5.0  # Degrees either way, for notebook pages photographed askew.  # Of the window's height, for single pen-written digits written small.
+SMALL_HEIGHTS = (0.15, 0.33)  # Of the window's height, for single pen-written digits written small.
+TILT = 5.0  # Degrees either way, for notebook pages photographed askew.
 
 
 def compose(digits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -94,6 +94,16 @@ def tilted(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
   return np.asarray(Image.fromarray(ink, mode='F').rotate(angle, Image.Resampling.BILINEAR, expand=True), np.float32)
 
 
+def _singles_read_right(predictor, images: np.ndarray, labels: np.ndarray, rng: np.random.Generator, count: int,
+                        photograph) -> float:
+  """The share of `count` random test digits, each written alone (`compose`) and turned into an image by
+  `photograph(ink, rng)`, that `read_number` reads as exactly that digit."""
+  from digitrec_jax.numbers import read_number
+  idx = rng.integers(0, len(labels), count)
+  return float(np.mean([
+      read_number(predictor, photograph(compose(images[i:i + 1], rng), rng)).text == str(labels[i]) for i in idx]))
+
+
 def measure(data_dir: str | None, limit: int | None = None, predictor=None) -> dict:
   from digitrec_jax import load_mnist, load_predictor
   from digitrec_jax.numbers import read_number
@@ -115,22 +125,17 @@ def measure(data_dir: str | None, limit: int | None = None, predictor=None) -> d
   for kind in ('drawn', 'photo'):
     result[kind]['all'] = float(np.mean([result[kind][str(n)] for n in range(2, 7)]))
   singles = limit * 5 if limit else 1000
-  idx = rng.integers(0, len(labels), singles)
-  result['photo_single_digit'] = float(np.mean([
-      read_number(predictor, as_photo(compose(images[i:i + 1], rng), rng)).text == str(labels[i]) for i in idx]))
+  result['photo_single_digit'] = _singles_read_right(
+      predictor, images, labels, rng, singles, as_photo)
   result.update(measure_pen(images, labels, predictor, per_length, singles))
-  rng = np.random.default_rng(SEED + 2)
-  idx = rng.integers(0, len(labels), singles // 2)
-  result['notebook_single_digit'] = float(np.mean([
-      read_number(predictor, as_photo(on_notebook_page(compose(images[i:i + 1], rng), rng), rng)).text
-      == str(labels[i]) for i in idx]))
+  result['notebook_single_digit'] = _singles_read_right(
+      predictor, images, labels, np.random.default_rng(SEED + 2), singles // 2,
+      lambda ink, rng: as_photo(on_notebook_page(ink, rng), rng))
   # The same kind of page photographed askew, as a phone held by hand takes it.
-  rng = np.random.default_rng(SEED + 3)
-  idx = rng.integers(0, len(labels), singles // 2)
-  result['notebook_tilted_single_digit'] = float(np.mean([
-      read_number(predictor, as_photo(tilted(on_notebook_page(compose(images[i:i + 1], rng), rng), rng), rng)).text
-      == str(labels[i]) for i in idx]))
-  result.update(numbers_per_length=per_length, single_digit_photos=singles, seed=SEED,
+  result['notebook_tilted_single_digit'] = _singles_read_right(
+      predictor, images, labels, np.random.default_rng(SEED + 3), singles // 2,
+      lambda ink, rng: as_photo(tilted(on_notebook_page(ink, rng), rng), rng))
+  result.update(numbers_per_length=per_length, single_digit_photos=singles, notebook_tilt_degrees=TILT, seed=SEED,
                 checkpoint=predictor.info['path'].split('checkpoints/')[-1])
   return result
 

@@ -226,7 +226,8 @@ def render_table(results: dict) -> str:
       lines.append(f'| same, written small on ruled or squared notebook paper ({nb["single_digit_photos"] // 2:,}) '
                    f'| {nb["notebook_single_digit"]:.1%} | |')
     if 'notebook_tilted_single_digit' in nb:
-      lines.append(f'| same, the page photographed up to 5° askew ({nb["single_digit_photos"] // 2:,}) '
+      lines.append(f'| same, the page photographed up to {nb["notebook_tilt_degrees"]:g}° askew '
+                   f'({nb["single_digit_photos"] // 2:,}) '
                    f'| {nb["notebook_tilted_single_digit"]:.1%} | |')
     if 'pen' in nb:
       pen_by_length = ', '.join(f'{n}: {nb["pen"][str(n)]:.0%}' for n in range(2, 7))
