@@ -10,7 +10,8 @@ take one path: pieces that overlap horizontally are grouped (a 4 or a 5 drawn in
 separate top bar of a 5); a group is cut where the two sides read
 best (recognition-based segmentation): between its pieces when they stand side by side (two slanted
 digits whose boxes overlap), and at a low-ink column when it is too wide for one digit; weak neighbours
-are joined where together they read surer (a stray mark, a broken stroke). Each part goes through
+are joined where together they read surer (a stray mark, a broken stroke), and a mark far smaller than
+the tallest part both ways (a click of the pen, a full stop) is left out. Each part goes through
 `preprocess_drawing`, exactly as a single digit does. Among other digits, a digit-sized part the model
 doubts is read as a digit at shifted odds (NUMBER_ODDS), and cuts and joins among other parts are judged
 at those odds; a part drawn alone keeps the model's answer.
@@ -62,6 +63,10 @@ SMALL_PART = 0.5
 COMB_SURE = 0.9
 COMB_ASPECT = 1.1
 MERGE_GAP = 0.25
+# A part that no neighbour takes and that is smaller than this share of the tallest part's height in both
+# directions is a mark, not a digit: a click of the pen beside a digit, a full stop, a speck. Fitted to
+# 20x20 on its own, a dot is a filled disc, which the model reads as a sure 0.
+MARK = 0.25
 # A cut must leave two sides surer than the whole by this much: halves of a slanted 1, or an 8 and its
 # tail, each read as a sure digit, barely surer than the sure whole.
 SPLIT_MARGIN = 0.01
@@ -468,6 +473,12 @@ def _merge_weak(predictor, parts: list[tuple[Box, np.ndarray]], odds: float = 1.
   return readings
 
 
+def _without_marks(readings: Sequence[DigitReading]) -> tuple[DigitReading, ...]:
+  """`readings` less the marks (MARK): parts far smaller than the tallest one in both directions."""
+  tallest = max(r.box[3] - r.box[1] for r in readings)
+  return tuple(r for r in readings if max(r.box[2] - r.box[0], r.box[3] - r.box[1]) >= MARK * tallest)
+
+
 def _in_context(readings: Sequence[DigitReading], threshold: float) -> tuple[DigitReading, ...]:
   """`readings` with the parts turned away as not digits read as digits where, among the number's other
   digits, their digit score clears the threshold shifted by NUMBER_ODDS and they are digit-sized."""
@@ -488,7 +499,8 @@ def read_number(predictor, drawing: Image.Image | np.ndarray | Strokes) -> Numbe
 
   Strokes and images take the same path once they are pieces (a stroke, or a connected component of
   ink): pieces overlapping in x are grouped, groups too wide for a digit are cut where the sides read
-  best, weak neighbours are joined, and doubtful digits among digits are read at NUMBER_ODDS.
+  best, weak neighbours are joined, marks (MARK) are left out, and doubtful digits among digits are read
+  at NUMBER_ODDS.
   """
   if isinstance(drawing, (list, tuple)):
     groups, size, scale = _group_strokes(_stroke_pieces(drawing)), None, (1.0, 1.0)
@@ -507,7 +519,7 @@ def read_number(predictor, drawing: Image.Image | np.ndarray | Strokes) -> Numbe
   if len(parts) > MAX_PARTS and size is not None:  # Texture or noise: one part that is not a digit.
     box = (0, 0, size[1], size[0])
     return NumberReading('?', (DigitReading(NOT_A_DIGIT, np.full(10, 0.1, np.float32), 0.0, box),), 0.0)
-  digits = tuple(_merge_weak(predictor, parts, odds))
+  digits = _without_marks(_merge_weak(predictor, parts, odds))
   if len(digits) > 1:
     digits = _in_context(digits, predictor.threshold)
   if scale != (1.0, 1.0):

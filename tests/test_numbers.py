@@ -320,3 +320,35 @@ def test_a_large_photo_is_read_on_a_smaller_copy_with_boxes_in_its_own_pixels(sh
   noise = (np.random.default_rng(1).random((1100, 2200)) * 255).astype(np.uint8)
   reading = numbers.read_number(shipped, noise)
   assert reading.text == '?' and reading.digits[0].box == (0, 0, 2200, 1100)
+
+
+@pytest.mark.parametrize('dot', [(0.05, 0.5), (0.62, 0.45), (1.3, 0.8)])
+def test_a_click_beside_a_digit_is_a_mark_not_a_digit(dot):
+  # A one-point stroke (a click) far from the 1 is its own part; under MARK of the 1's height both ways,
+  # it is left out instead of being read as a digit.
+  p = tiny_predictor()
+  alone = numbers.read_number(p, ONE)
+  reading = numbers.read_number(p, ONE + [[dot]])
+  assert len(reading.digits) == 1 and reading.text == alone.text
+  assert reading.digits[0].box == alone.digits[0].box
+  np.testing.assert_allclose(reading.digits[0].probs, alone.digits[0].probs, atol=1e-6)
+
+
+def test_only_parts_far_smaller_than_the_tallest_both_ways_are_marks():
+  def part(width, height):
+    return numbers.DigitReading(0, np.full(10, 0.1, np.float32), 1.0, (0, 0, width, height))
+  tall, small_digit, dash, dot = part(60, 200), part(30, 60), part(55, 8), part(20, 20)
+  assert numbers._without_marks([tall, small_digit, dash, dot]) == (tall, small_digit, dash)
+  assert numbers._without_marks([dot]) == (dot,)  # A drawing of one dot is read, as the Predictor reads it.
+
+
+def test_a_pen_click_or_a_dot_beside_digits_adds_no_digit(shipped):
+  # Fitted to 20x20 alone, the dot is a filled disc that the shipped model reads as a sure 0 ('30' and '10'
+  # before MARK).
+  assert numbers.read_number(shipped, THREE + [[(1.4, 0.5)]]).text == '3'
+  image = Image.new('L', (260, 160), 255)
+  draw = ImageDraw.Draw(image)
+  draw.line([(60, 30), (58, 130)], fill=0, width=10)
+  draw.line([(160, 30), (158, 130)], fill=0, width=10)
+  draw.ellipse((215, 120, 225, 130), fill=0)
+  assert numbers.read_number(shipped, np.asarray(image)).text == '11'
