@@ -67,6 +67,10 @@ MERGE_GAP = 0.25
 # directions is a mark, not a digit: a click of the pen beside a digit, a full stop, a speck. Fitted to
 # 20x20 on its own, a dot is a filled disc, which the model reads as a sure 0.
 MARK = 0.25
+# Window strokes whose ink is no bigger than this many pen widths both ways are dots (clicks of the pen).
+# A drawing of several dots and nothing else is one part that is not a digit: each dot, fitted alone,
+# would read as a sure 0, and MARK leaves out only dots beside something bigger.
+DOT = 2.0
 # A cut must leave two sides surer than the whole by this much: halves of a slanted 1, or an 8 and its
 # tail, each read as a sure digit, barely surer than the sure whole.
 SPLIT_MARGIN = 0.01
@@ -504,6 +508,10 @@ def read_number(predictor, drawing: Image.Image | np.ndarray | Strokes) -> Numbe
   """
   if isinstance(drawing, (list, tuple)):
     groups, size, scale = _group_strokes(_stroke_pieces(drawing)), None, (1.0, 1.0)
+    boxes = [_union([box for box, _ in pieces]) for pieces in groups]
+    dot = DOT * pen_width([s for s in drawing if len(s)] or [[(0.0, 0.0)]], RENDER_SIZE)
+    if len(groups) > 1 and all(max(b[2] - b[0], b[3] - b[1]) <= dot for b in boxes):
+      return NumberReading('?', (DigitReading(NOT_A_DIGIT, np.full(10, 0.1, np.float32), 0.0, _union(boxes)),), 0.0)
   else:
     ink = ink_of_image(drawing)
     groups = _group(_image_parts(ink))

@@ -352,3 +352,17 @@ def test_a_pen_click_or_a_dot_beside_digits_adds_no_digit(shipped):
   draw.line([(160, 30), (158, 130)], fill=0, width=10)
   draw.ellipse((215, 120, 225, 130), fill=0)
   assert numbers.read_number(shipped, np.asarray(image)).text == '11'
+
+
+def test_a_drawing_of_dots_alone_is_one_part_that_is_not_a_digit():
+  # Each click, fitted alone, would be a filled disc (the shipped model: '00'); dots and nothing else are
+  # not a number. One click alone reads as the Predictor reads it, and a click beside a digit is a mark.
+  p = tiny_predictor(calibration={'temperature': 1.0, 'threshold': 0.0})
+  for clicks in ([[(0.2, 0.2)], [(0.8, 0.8)]], [[(0.3, 0.5)], [(0.5, 0.5)], [(0.7, 0.52), (0.71, 0.52)]]):
+    reading = numbers.read_number(p, clicks)
+    assert reading.text == '?' and len(reading.digits) == 1 and reading.confidence == 0.0
+    assert reading.digits[0].digit == numbers.NOT_A_DIGIT
+  one_click = [[(0.5, 0.5)]]
+  expected = p.classify(preprocess_drawing(render_strokes(one_click))[None])
+  assert numbers.read_number(p, one_click).digits[0].digit == expected.digits[0] != numbers.NOT_A_DIGIT
+  assert len(numbers.read_number(p, ONE + [[(0.8, 0.5)], [(1.2, 0.5)]]).digits) == 1
