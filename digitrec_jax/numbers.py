@@ -496,6 +496,11 @@ def _in_context(readings: Sequence[DigitReading], threshold: float) -> tuple[Dig
       else r for r in readings)
 
 
+def _not_a_number(box: Box) -> NumberReading:
+  """The reading of a drawing that is one part, `box`, and not a digit: texture, noise, dots alone."""
+  return NumberReading('?', (DigitReading(NOT_A_DIGIT, np.full(10, 0.1, np.float32), 0.0, box),), 0.0)
+
+
 def read_number(predictor, drawing: Image.Image | np.ndarray | Strokes) -> NumberReading:
   """The number in `drawing`: window strokes (lists of (x, y) in canvas units), or an image (a drawing
   dark on light, a scan or a photo, PIL or numpy). One drawn digit reads exactly as `predictor.classify`
@@ -508,10 +513,11 @@ def read_number(predictor, drawing: Image.Image | np.ndarray | Strokes) -> Numbe
   """
   if isinstance(drawing, (list, tuple)):
     groups, size, scale = _group_strokes(_stroke_pieces(drawing)), None, (1.0, 1.0)
-    boxes = [_union([box for box, _ in pieces]) for pieces in groups]
-    dot = DOT * pen_width([s for s in drawing if len(s)] or [[(0.0, 0.0)]], RENDER_SIZE)
-    if len(groups) > 1 and all(max(b[2] - b[0], b[3] - b[1]) <= dot for b in boxes):
-      return NumberReading('?', (DigitReading(NOT_A_DIGIT, np.full(10, 0.1, np.float32), 0.0, _union(boxes)),), 0.0)
+    if len(groups) > 1:
+      boxes = [_union([box for box, _ in pieces]) for pieces in groups]
+      dot = DOT * pen_width([s for s in drawing if len(s)], RENDER_SIZE)
+      if all(max(b[2] - b[0], b[3] - b[1]) <= dot for b in boxes):
+        return _not_a_number(_union(boxes))
   else:
     ink = ink_of_image(drawing)
     groups = _group(_image_parts(ink))
@@ -525,8 +531,7 @@ def read_number(predictor, drawing: Image.Image | np.ndarray | Strokes) -> Numbe
   parts = ([piece for pieces in groups for piece in _split_touching(predictor, pieces, odds)]
            if len(groups) <= MAX_PARTS else [_paste(pieces) for pieces in groups])
   if len(parts) > MAX_PARTS and size is not None:  # Texture or noise: one part that is not a digit.
-    box = (0, 0, size[1], size[0])
-    return NumberReading('?', (DigitReading(NOT_A_DIGIT, np.full(10, 0.1, np.float32), 0.0, box),), 0.0)
+    return _not_a_number((0, 0, size[1], size[0]))
   digits = _without_marks(_merge_weak(predictor, parts, odds))
   if len(digits) > 1:
     digits = _in_context(digits, predictor.threshold)
