@@ -343,8 +343,8 @@ def test_only_parts_far_smaller_than_the_tallest_both_ways_are_marks():
 
 
 def test_a_pen_click_or_a_dot_beside_digits_adds_no_digit(shipped):
-  # Fitted to 20x20 alone, the dot is a filled disc that the shipped model reads as a sure 0 ('30' and '10'
-  # before MARK).
+  # Fitted to 20x20 alone, the dot is a filled disc: the shipped model read '30' for the strokes and '11?'
+  # for the image before MARK.
   assert numbers.read_number(shipped, THREE + [[(1.4, 0.5)]]).text == '3'
   image = Image.new('L', (260, 160), 255)
   draw = ImageDraw.Draw(image)
