@@ -477,10 +477,14 @@ def _merge_weak(predictor, parts: list[tuple[Box, np.ndarray]], odds: float = 1.
   return readings
 
 
+def _longest_side(box: Box) -> int:
+  return max(box[2] - box[0], box[3] - box[1])
+
+
 def _without_marks(readings: Sequence[DigitReading]) -> tuple[DigitReading, ...]:
   """`readings` less the marks (MARK): parts far smaller than the tallest one in both directions."""
   tallest = max(r.box[3] - r.box[1] for r in readings)
-  return tuple(r for r in readings if max(r.box[2] - r.box[0], r.box[3] - r.box[1]) >= MARK * tallest)
+  return tuple(r for r in readings if _longest_side(r.box) >= MARK * tallest)
 
 
 def _in_context(readings: Sequence[DigitReading], threshold: float) -> tuple[DigitReading, ...]:
@@ -514,9 +518,8 @@ def read_number(predictor, drawing: Image.Image | np.ndarray | Strokes) -> Numbe
   if isinstance(drawing, (list, tuple)):
     groups, size, scale = _group_strokes(_stroke_pieces(drawing)), None, (1.0, 1.0)
     if len(groups) > 1:
-      boxes = [_union([box for box, _ in pieces]) for pieces in groups]
-      dot = DOT * pen_width([s for s in drawing if len(s)], RENDER_SIZE)
-      if all(max(b[2] - b[0], b[3] - b[1]) <= dot for b in boxes):
+      boxes, dot = [_union([box for box, _ in pieces]) for pieces in groups], DOT * pen_width(drawing, RENDER_SIZE)
+      if all(_longest_side(box) <= dot for box in boxes):
         return _not_a_number(_union(boxes))
   else:
     ink = ink_of_image(drawing)
