@@ -75,6 +75,15 @@ def test_a_peer_stopped_before_its_target_is_shown_as_a_lower_bound():
   assert "same run | 30.0x | ≥ 8x |" in table
 
 
+def test_the_best_recipe_is_also_priced_at_the_training_speed_of_the_same_run():
+  results = json.loads(run.RESULTS.read_text())
+  results['best_recipe'].update(step=10_000)
+  results['train']['best'].update(images_per_second=1000.0, batch_size=128)
+  # 10,000 steps of 128 images at 1,000 images/s: 21.3 minutes.
+  assert ("| same 10,000 steps at this run's `--preset best` speed (1,000 images/s above; evaluations not counted) "
+          "| 21 min | ≤ 15 min |") in run.render_table(results)
+
+
 def test_kernel_variants_agree_and_run(capsys):
   assert kernels.main(['2']) == 0
   rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
