@@ -71,6 +71,10 @@ MARK = 0.25
 # A drawing of several dots and nothing else is one part that is not a digit: each dot, fitted alone,
 # would read as a sure 0, and MARK leaves out only dots beside something bigger.
 DOT = 2.0
+# Window strokes reach at most this many window sides from the origin: room for a long number, while the
+# canvas they are drawn on for reading stays a few thousand pixels (pixel coordinates passed by mistake
+# would ask for a canvas of gigapixels).
+MAX_UNITS = 16.0
 # A cut must leave two sides surer than the whole by this much: halves of a slanted 1, or an 8 and its
 # tail, each read as a sure digit, barely surer than the sure whole.
 SPLIT_MARGIN = 0.01
@@ -124,6 +128,23 @@ def _merge_boxes(boxes: list[Box]) -> list[list[int]]:
 
 def _union(boxes: Sequence[Box]) -> Box:
   return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
+
+
+def check_strokes(strokes: Strokes) -> None:
+  """Raises ValueError, naming the fix, unless every stroke is a sequence of (x, y) points of finite numbers
+  within MAX_UNITS window sides of the origin (the window's side is 1)."""
+  for stroke in strokes:
+    try:
+      xy = np.asarray(stroke, np.float64).reshape(-1, 2) if len(stroke) else np.zeros((0, 2))
+    except (TypeError, ValueError) as e:
+      raise ValueError(f'each stroke must be a list of (x, y) points, got {str(stroke)[:40]}') from e
+    if len(xy) != len(stroke):
+      raise ValueError(f'each stroke must be a list of (x, y) points, got {str(stroke)[:40]}')
+    bad = ~(np.isfinite(xy).all(1) & (np.abs(xy) <= MAX_UNITS).all(1))
+    if bad.any():
+      x, y = xy[np.argmax(bad)]
+      raise ValueError(f'stroke point ({x:g}, {y:g}) is not in window units: the window\'s side is 1 and points '
+                       f'lie within {MAX_UNITS:g} of 0; divide pixel coordinates by the canvas side')
 
 
 def _wide_size(strokes: Strokes, scale: int) -> tuple[int, int]:
@@ -513,9 +534,10 @@ def read_number(predictor, drawing: Image.Image | np.ndarray | Strokes) -> Numbe
   Strokes and images take the same path once they are pieces (a stroke, or a connected component of
   ink): pieces overlapping in x are grouped, groups too wide for a digit are cut where the sides read
   best, weak neighbours are joined, marks (MARK) are left out, and doubtful digits among digits are read
-  at NUMBER_ODDS.
+  at NUMBER_ODDS. Strokes that are not (x, y) points in window units raise ValueError (`check_strokes`).
   """
   if isinstance(drawing, (list, tuple)):
+    check_strokes(drawing)
     groups, size, scale = _group_strokes(_stroke_pieces(drawing)), None, (1.0, 1.0)
     if len(groups) > 1:
       boxes, dot = [_union([box for box, _ in pieces]) for pieces in groups], DOT * pen_width(drawing, RENDER_SIZE)

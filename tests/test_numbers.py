@@ -366,3 +366,27 @@ def test_a_drawing_of_dots_alone_is_one_part_that_is_not_a_digit():
   expected = p.classify(preprocess_drawing(render_strokes(one_click))[None])
   assert numbers.read_number(p, one_click).digits[0].digit == expected.digits[0] != numbers.NOT_A_DIGIT
   assert len(numbers.read_number(p, ONE + [[(0.8, 0.5)], [(1.2, 0.5)]]).digits) == 1
+
+
+@pytest.mark.parametrize('strokes, message', [
+    # Pixel coordinates of a 280-pixel canvas, passed without dividing by its side.
+    ([[(140, 140), (150, 200)]], r"stroke point \(140, 140\) is not in window units: .* divide pixel coordinates "
+                                  r"by the canvas side$"),
+    ([[(0.2, 0.3), (float('nan'), 0.5)]], r"stroke point \(nan, 0\.5\) is not in window units"),
+    ([[(0.2, 0.3)], [(-20.0, 0.5)]], r"stroke point \(-20, 0\.5\) is not in window units"),
+    ([[(0.2, 0.3, 0.1)]], r"^each stroke must be a list of \(x, y\) points, got \[\(0\.2, 0\.3, 0\.1\)\]$"),
+    ([[0.2, 0.3]], r"^each stroke must be a list of \(x, y\) points"),
+    ([[('a', 'b')]], r"^each stroke must be a list of \(x, y\) points"),
+    ([5], r"^each stroke must be a list of \(x, y\) points, got 5$"),
+])
+def test_strokes_not_in_window_units_are_refused_with_the_fix(strokes, message):
+  # Before the check, pixel coordinates asked Pillow for a canvas of 324 megapixels (DecompressionBombError).
+  with pytest.raises(ValueError, match=message):
+    numbers.read_number(tiny_predictor(), strokes)
+
+
+def test_strokes_anywhere_within_the_units_limit_are_read():
+  p = tiny_predictor()
+  edge = numbers.MAX_UNITS
+  reading = numbers.read_number(p, [[(edge - 0.4, 0.2), (edge - 0.4, 0.8)], [], [(-1.0, 0.5)]])
+  assert len(reading.digits) == 1 and reading.digits[0].box[0] > 200 * (edge - 1)
