@@ -380,7 +380,8 @@ def test_a_drawing_of_dots_alone_is_one_part_that_is_not_a_digit():
     ([5], r"^each stroke must be a list of \(x, y\) points, got 5$"),
 ])
 def test_strokes_not_in_window_units_are_refused_with_the_fix(strokes, message):
-  # Before the check, pixel coordinates asked Pillow for a canvas of 324 megapixels (DecompressionBombError).
+  # Before the check, the first case drew on a canvas of 42,008 x 56,008 pixels (2.4 GB) and Pillow then
+  # refused a crop of it as a decompression bomb; NaN failed deep inside ('cannot convert float NaN to integer').
   with pytest.raises(ValueError, match=message):
     numbers.read_number(tiny_predictor(), strokes)
 
