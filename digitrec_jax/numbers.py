@@ -40,6 +40,11 @@ MIN_CONTRAST = 0.18
 # of the image scaled to PAPER_SIDE pixels on its short side (light varies slowly across a page).
 PAPER_PERCENTILE = 90
 PAPER_SIDE = 64
+# The paper is then estimated again from the pixels of that copy with less than PAPER_INK of them ink (at
+# half Otsu's threshold, on the first estimate), less their neighbours and what the ink encloses: a Gaussian-weighted mean over the
+# clear pixels, kept where they weigh more than PAPER_CLEAR (elsewhere the first estimate stays).
+PAPER_INK = 0.02
+PAPER_CLEAR = 0.05
 # Ruled and squared paper: a straight horizontal or vertical run of "ink" at least LINE_LENGTH of the
 # image's side and at most LINE_WIDTH of its short side thick, fainter than LINE_SHARE of the darkest ink,
 # is a printed line, not a stroke.
@@ -190,8 +195,9 @@ def ink_of_image(image: Image.Image | np.ndarray) -> np.ndarray:
 
   The paper's brightness is a high percentile of the brightness over a window a third of the image's
   short side (on a copy PAPER_SIDE pixels on its short side): strokes cover a minority of such a window,
-  so the estimate is the paper's, lit as it is there, and uneven light and shadows cancel. Ink is what
-  Otsu's threshold finds darker than that; its soft edges are kept, as MNIST's strokes have them. A
+  so the estimate is the paper's, lit as it is there, and uneven light and shadows cancel. Where ink fills
+  much of the window (a bold or filled digit), the paper is estimated again from the pixels clear of that
+  ink. Ink is what Otsu's threshold finds darker than that; its soft edges are kept, as MNIST's strokes have them. A
   light-on-dark image (as MNIST) is turned round first. An image over WORK_SIDE pixels on its short side
   is read on a copy that size, and the map has the copy's shape.
   """
@@ -207,13 +213,23 @@ def ink_of_image(image: Image.Image | np.ndarray) -> np.ndarray:
   step = max(1, min(gray.shape) // 96)
   # The percentile filter's cost grows with the window's area times the pixels: on the full image it took
   # 0.9 s for one digit's photo, at PAPER_SIDE about 30 ms, with the same readings (benchmarks/README.md).
-  small = _shrunk(gray, min(1.0, PAPER_SIDE / min(gray.shape)))
+  shrink = min(1.0, PAPER_SIDE / min(gray.shape))
+  small = _shrunk(gray, shrink)
   window = max(5, min(small.shape) // 3) | 1
   paper = ndimage.percentile_filter(small, PAPER_PERCENTILE, size=window, mode='nearest')
   paper = ndimage.uniform_filter(paper, size=max(3, window // 2), mode='nearest')  # No blocky edges.
-  paper = np.asarray(Image.fromarray(paper).resize(gray.shape[::-1], Image.Resampling.BILINEAR), np.float32)
-  paper = np.maximum(paper, gray)  # Nothing is brighter than the paper it lies on.
-  dark = np.clip((paper - gray) / np.maximum(paper, 0.05), 0.0, 1.0)
+  dark = _darkness(gray, paper)
+  if dark.max() < MIN_CONTRAST:
+    return np.zeros_like(dark)
+  # Where ink fills most of the window (a bold or filled stroke), the percentile is the ink's own: its
+  # middle came out pale. The paper is estimated again from the pixels clear of that first ink, its
+  # enclosed pale middles filled in, only.
+  first = _shrunk((dark >= max(_otsu(dark), MIN_CONTRAST) / 2).astype(np.float32), shrink) > PAPER_INK
+  clear = ~ndimage.binary_fill_holes(ndimage.binary_dilation(first))
+  weight = ndimage.gaussian_filter(clear.astype(np.float32), window / 2, mode='nearest')
+  seen = ndimage.gaussian_filter(np.where(clear, small, 0.0).astype(np.float32), window / 2, mode='nearest')
+  paper = np.where(weight > PAPER_CLEAR, seen / np.maximum(weight, PAPER_CLEAR), paper).astype(np.float32)
+  dark = _darkness(gray, paper)
   if dark.max() < MIN_CONTRAST:
     return np.zeros_like(dark)
   threshold = max(_otsu(dark), MIN_CONTRAST)
@@ -229,6 +245,14 @@ def ink_of_image(image: Image.Image | np.ndarray) -> np.ndarray:
   full = float(np.percentile(dark[core], 90))
   rim = ndimage.binary_dilation(core, iterations=max(1, step)) & (dark >= floor) & ~lines
   return np.where(rim, np.clip((dark - floor) / max(full - floor, 1e-3), 0.0, 1.0), 0.0).astype(np.float32)
+
+
+def _darkness(gray: np.ndarray, paper: np.ndarray) -> np.ndarray:
+  """How much darker than the paper each pixel is, as a share of the paper's brightness; `paper` is
+  estimated on a smaller copy and is scaled up to `gray`'s shape."""
+  paper = np.asarray(Image.fromarray(paper).resize(gray.shape[::-1], Image.Resampling.BILINEAR), np.float32)
+  paper = np.maximum(paper, gray)  # Nothing is brighter than the paper it lies on.
+  return np.clip((paper - gray) / np.maximum(paper, 0.05), 0.0, 1.0)
 
 
 def _shrunk(gray: np.ndarray, scale: float) -> np.ndarray:
