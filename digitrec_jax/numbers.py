@@ -7,9 +7,10 @@ jax, and its labelling handles 8-connectivity and sizes in C). Images are binari
 of the paper's own brightness (a large percentile filter, so shadows and gradients drop out, then Otsu's
 threshold on the darkness, less the faint straight lines of ruled or squared paper). From there both
 take one path: pieces that overlap horizontally are grouped (a 4 or a 5 drawn in two strokes, the
-separate top bar of a 5); a group is cut where the two sides read
-best (recognition-based segmentation): between its pieces when they stand side by side (two slanted
-digits whose boxes overlap), and at a low-ink column when it is too wide for one digit; weak neighbours
+separate top bar of a 5); a group is cut where the two sides read best (recognition-based
+segmentation): between its pieces when they stand side by side (two slanted digits whose boxes
+overlap), in an image at a low-ink column when it is too wide for one digit, and in window strokes only
+at a pen lift (strokes that touch are one piece, which keeps the order they were drawn in); weak neighbours
 are joined where together they read surer (a stray mark, a broken stroke), and a mark far smaller than
 the tallest part both ways (a click of the pen, a full stop) is left out. Each part goes through
 `preprocess_drawing`, exactly as a single digit does. Among other digits, a digit-sized part the model
@@ -41,8 +42,9 @@ MIN_CONTRAST = 0.18
 PAPER_PERCENTILE = 90
 PAPER_SIDE = 64
 # The paper is then estimated again from the pixels of that copy with less than PAPER_INK of them ink (at
-# half Otsu's threshold, on the first estimate), less their neighbours and what the ink encloses: a Gaussian-weighted mean over the
-# clear pixels, kept where they weigh more than PAPER_CLEAR (elsewhere the first estimate stays).
+# half Otsu's threshold, on the first estimate), less their neighbours and what the ink encloses: a
+# Gaussian-weighted mean over the clear pixels, kept where they weigh more than PAPER_CLEAR (elsewhere the
+# first estimate stays).
 PAPER_INK = 0.02
 PAPER_CLEAR = 0.05
 # Ruled and squared paper: a straight horizontal or vertical run of "ink" at least LINE_LENGTH of the
@@ -391,7 +393,19 @@ def _group_strokes(pieces: list[tuple[Box, np.ndarray]]) -> list[list[tuple[Box,
       runs[-1].append(piece)
     else:
       runs.append([piece])
-  return _group([_paste(run) for run in runs])
+  return _group([_run(run) for run in runs])
+
+
+class _Run(tuple):
+  """A piece (box, ink crop) pasted from window strokes that touch one after another, which keeps the
+  strokes (`.strokes`, in the order they were drawn): digits written touching are cut apart at a pen
+  lift, never through a stroke."""
+
+
+def _run(strokes: Sequence[tuple[Box, np.ndarray]]) -> _Run:
+  run = _Run(_paste(strokes))
+  run.strokes = list(strokes)
+  return run
 
 
 def _read(predictor, crop: np.ndarray, box: Box = (0, 0, 0, 0)) -> DigitReading:
@@ -417,31 +431,33 @@ def _sureness(reading: DigitReading, threshold: float, odds: float = 1.0) -> flo
   return odds * score / (odds * score + 1.0 - score) * float(reading.probs.max())
 
 
-def _split_touching(predictor, pieces: Sequence[tuple[Box, np.ndarray]], odds: float = 1.0, depth: int = 0
-                    ) -> list[tuple[Box, np.ndarray]]:
+def _split_touching(predictor, pieces: Sequence[tuple[Box, np.ndarray]], odds: float = 1.0, depth: int = 0,
+                    columns: bool = True) -> list[tuple[Box, np.ndarray]]:
   """A part (its components' boxes and crops) too wide for one digit, cut where the two sides read best
   (recognition-based segmentation).
 
-  Candidate cuts are columns in the middle half and, for a part of several components, each split of its
-  components into a left and a right group (two digits whose strokes overlap in x, as the bar of one 5
-  reaching over the next). A cut is kept only when both sides read as digits more surely than the whole
-  does, by SPLIT_MARGIN; among other parts, both are judged at NUMBER_ODDS (`odds`).
+  Candidate cuts are columns in the middle half (for images: `columns`), for a part of several
+  components, each split of its components into a left and a right group (two digits whose strokes
+  overlap in x, as the bar of one 5 reaching over the next), and for a run of touching window strokes
+  (`_Run`), each pen lift in it. A cut is kept only when both sides read as digits more surely than the
+  whole does, by SPLIT_MARGIN; among other parts, both are judged at NUMBER_ODDS (`odds`).
   """
   box, crop = _paste(pieces)
   height, width = crop.shape
   wide = width > SPLIT_ASPECT * height and width >= 8
-  if depth > 3 or not (wide or len(pieces) > 1):
+  strokes = getattr(pieces[0], 'strokes', []) if len(pieces) == 1 else []
+  if depth > 3 or not (wide or len(pieces) > 1 or len(strokes) > 1):
     return [(box, crop)]
   left, top, right, bottom = box
-  columns = crop.sum(0)
+  ink_columns = crop.sum(0)
   lo, hi = int(width * 0.25), int(width * 0.75)
   # The columns with least ink, where a thin join is, and an even comb across the middle half: two
   # round digits (00) touch where the ink is thickest, and only the reading finds that cut.
   # Cuts off the thin joins are tried only on parts wider than COMB_ASPECT heights, and must leave two
   # sure digits (COMB_SURE): a wide digit has many cuts into two shapes that each read as something.
-  thin = np.argsort(columns[lo:hi], kind='stable')[:6] + lo if wide else []
+  thin = np.argsort(ink_columns[lo:hi], kind='stable')[:6] + lo if wide and columns else np.array([], int)
   comb = [c for c in range(lo, hi, max(1, (hi - lo) // 16)) if c not in set(thin.tolist())
-          ] if width > COMB_ASPECT * height else []
+          ] if width > COMB_ASPECT * height and columns else []
   column_cut = lambda c: ([((left, top, left + c, bottom), crop[:, :c])],
                           [((left + c, top, right, bottom), crop[:, c:])])
   # Splits between pieces, into two digit-sized sides only: a 7's crossbar or a 5's top bar is never a
@@ -449,32 +465,40 @@ def _split_touching(predictor, pieces: Sequence[tuple[Box, np.ndarray]], odds: f
   # slanted digits whose boxes overlap), not one inside the other (the two strokes of a 4).
   by_centre = sorted(pieces, key=lambda piece: piece[0][0] + piece[0][2])
 
-  def apart(a, b):
+  def apart(a, b, strict=False):
     (a_left, a_top, a_right, a_bottom), (b_left, b_top, b_right, b_bottom) = (_union([p for p, _ in side])
                                                                               for side in (a, b))
     if min(a_bottom - a_top, b_bottom - b_top) < SMALL_PART * height:
       return False
     overlap = min(a_right, b_right) - max(a_left, b_left)
-    return wide or overlap < MERGE_OVERLAP * 2 * min(a_right - a_left, b_right - b_left)
+    return (wide and not strict) or overlap < MERGE_OVERLAP * 2 * min(a_right - a_left, b_right - b_left)
 
-  candidates = ([(*column_cut(int(c)), 0.0) for c in thin]
-                + [(by_centre[:k], by_centre[k:], 0.0) for k in range(1, len(pieces))
+  # A run of touching window strokes is cut at a pen lift only, into the strokes drawn before it and
+  # after, side by side (two digits written touching, one after the other), and each side must be a sure
+  # digit on its own (COMB_SURE, at the odds of a part alone): a digit's own strokes often read as two.
+  lifts = [([_run(strokes[:k])], [_run(strokes[k:])]) for k in range(1, len(strokes))]
+  # (left side, right side, the least sureness at `odds`, the least sureness of each side alone).
+  candidates = ([(*column_cut(int(c)), 0.0, 0.0) for c in thin]
+                + [(by_centre[:k], by_centre[k:], 0.0, 0.0) for k in range(1, len(pieces))
                    if apart(by_centre[:k], by_centre[k:])]
-                + [(*column_cut(int(c)), COMB_SURE) for c in comb])
+                + [(a, b, 0.0, COMB_SURE) for a, b in lifts if apart(a, b, strict=True)]
+                + [(*column_cut(int(c)), COMB_SURE, 0.0) for c in comb])
   if not candidates:
     return [(box, crop)]
   whole = _sureness(_read(predictor, crop), predictor.threshold, odds)
   best, best_sides = whole + SPLIT_MARGIN, None
-  for left_pieces, right_pieces, floor in candidates:
+  for left_pieces, right_pieces, floor, alone_floor in candidates:
     sides = [_paste(left_pieces)[1], _paste(right_pieces)[1]]
     if sides[0].max() <= 0 or sides[1].max() <= 0:
       continue
-    sure = min(_sureness(_read(predictor, side), predictor.threshold, odds) for side in sides)
-    if sure > best and sure >= floor:
+    readings = [_read(predictor, side) for side in sides]
+    sure = min(_sureness(reading, predictor.threshold, odds) for reading in readings)
+    alone = min(_sureness(reading, predictor.threshold) for reading in readings) if alone_floor else 1.0
+    if sure > best and sure >= floor and alone >= alone_floor:
       best, best_sides = sure, (left_pieces, right_pieces)
   if best_sides is None:
     return [(box, crop)]
-  return [part for side in best_sides for part in _split_touching(predictor, side, odds, depth + 1)]
+  return [part for side in best_sides for part in _split_touching(predictor, side, odds, depth + 1, columns)]
 
 
 def _paste(parts: Sequence[tuple[Box, np.ndarray]]) -> tuple[Box, np.ndarray]:
@@ -575,7 +599,9 @@ def read_number(predictor, drawing: Image.Image | np.ndarray | Strokes) -> Numbe
     return NumberReading('', (), 0.0)
   # Among other parts, each one is judged at the odds of a digit among digits.
   odds = NUMBER_ODDS if len(groups) > 1 else 1.0
-  parts = ([piece for pieces in groups for piece in _split_touching(predictor, pieces, odds)]
+  # Window strokes are cut between strokes only: cut through a stroke, a wide 9 or 2 read as a digit and
+  # a 1 (benchmarks/README.md).
+  parts = ([piece for pieces in groups for piece in _split_touching(predictor, pieces, odds, columns=size is not None)]
            if len(groups) <= MAX_PARTS else [_paste(pieces) for pieces in groups])
   if len(parts) > MAX_PARTS and size is not None:  # Texture or noise: one part that is not a digit.
     return _not_a_number((0, 0, size[1], size[0]))

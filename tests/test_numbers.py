@@ -10,7 +10,7 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 
 from digitrec_jax import numbers
-from digitrec_jax.preprocess import preprocess_drawing, render_strokes
+from digitrec_jax.preprocess import STROKE_WIDTH, preprocess_drawing, render_strokes
 
 
 def _line(a, b, n=10):
@@ -211,6 +211,42 @@ def test_a_doubtful_digit_sized_part_among_digits_is_not_joined_to_its_neighbour
   assert [r.box for r in numbers._merge_weak(predictor, parts)] == [(0, 0, 91, 100)]
   assert [r.box for r in numbers._merge_weak(predictor, parts, numbers.NUMBER_ODDS)] == [(0, 0, 40, 100),
                                                                                           (50, 0, 91, 100)]
+
+
+def test_window_strokes_are_cut_at_pen_lifts_never_through_a_stroke(monkeypatch):
+  # A part 100 px wide and 80 high the model doubts (score 0.02), where any narrower side reads as a sure 1:
+  # as image ink it is cut along a column; as one window stroke it stays whole (a wide 9 or 2 written in
+  # one stroke read as a digit and a 1 when it was cut through its stroke); as two strokes written
+  # touching side by side it is cut at the pen lift, but only into sides that are sure digits on their own.
+  side = {'digit': 1, 'score': 0.99}
+  def fake_read(predictor, crop, box=(0, 0, 0, 0)):
+    digit, score = (numbers.NOT_A_DIGIT, 0.02) if crop.shape[1] == 100 else (side['digit'], side['score'])
+    probs = np.full(10, 0.001, np.float32)
+    probs[1] = 0.991
+    return numbers.DigitReading(digit, probs, score, box)
+  monkeypatch.setattr(numbers, '_read', fake_read)
+  predictor = type('P', (), {'threshold': 0.5})()
+  whole = ((0, 0, 100, 80), np.ones((80, 100), np.float32))
+  assert len(numbers._split_touching(predictor, [whole], numbers.NUMBER_ODDS)) == 2
+  stroke = numbers._run([whole])
+  assert numbers._split_touching(predictor, [stroke], numbers.NUMBER_ODDS, columns=False) == [stroke]
+  left, right = ((0, 0, 48, 80), np.ones((80, 48), np.float32)), ((52, 0, 100, 80), np.ones((80, 48), np.float32))
+  run = numbers._run([left, right])
+  assert run[0] == whole[0] and run.strokes == [left, right]
+  cut = numbers._split_touching(predictor, [run], numbers.NUMBER_ODDS, columns=False)
+  assert [box for box, _ in cut] == [left[0], right[0]]
+  # Sides sure only at NUMBER_ODDS (a score of 0.3 alone) are a digit's own strokes: no cut.
+  side.update(digit=numbers.NOT_A_DIGIT, score=0.3)
+  assert numbers._split_touching(predictor, [run], numbers.NUMBER_ODDS, columns=False) == [run]
+
+
+def test_two_zeros_written_touching_one_after_the_other_read_as_two(shipped):
+  zero = lambda cx: [[(cx + 0.12 * math.cos(t), 0.5 + 0.22 * math.sin(t)) for t in np.linspace(0, 2 * math.pi, 40)]]
+  for gap in (0.0, -0.03):  # Touching, then overlapping by half the pen.
+    strokes = zero(0.3) + zero(0.3 + 0.24 + STROKE_WIDTH + gap)
+    pieces = numbers._stroke_pieces(strokes)
+    assert numbers._touching(*pieces) and [len(g) for g in numbers._group_strokes(pieces)] == [1]
+    assert numbers.read_number(shipped, strokes).text == '00'
 
 
 def _slanted_one(x, top=0.25, bottom=0.8, slant=0.22):
