@@ -199,8 +199,8 @@ def ink_of_image(image: Image.Image | np.ndarray) -> np.ndarray:
   short side (on a copy PAPER_SIDE pixels on its short side): strokes cover a minority of such a window,
   so the estimate is the paper's, lit as it is there, and uneven light and shadows cancel. Where ink fills
   much of the window (a bold or filled digit), the paper is estimated again from the pixels clear of that
-  ink. Ink is what Otsu's threshold finds darker than that; its soft edges are kept, as MNIST's strokes have them. A
-  light-on-dark image (as MNIST) is turned round first. An image over WORK_SIDE pixels on its short side
+  ink. Ink is what Otsu's threshold finds darker than that; its soft edges are kept, as MNIST's strokes
+  have them. A light-on-dark image (as MNIST) is turned round first. An image over WORK_SIDE pixels on its short side
   is read on a copy that size, and the map has the copy's shape.
   """
   from scipy import ndimage
