@@ -200,8 +200,8 @@ def ink_of_image(image: Image.Image | np.ndarray) -> np.ndarray:
   so the estimate is the paper's, lit as it is there, and uneven light and shadows cancel. Where ink fills
   much of the window (a bold or filled digit), the paper is estimated again from the pixels clear of that
   ink. Ink is what Otsu's threshold finds darker than that; its soft edges are kept, as MNIST's strokes
-  have them. A light-on-dark image (as MNIST) is turned round first. An image over WORK_SIDE pixels on its short side
-  is read on a copy that size, and the map has the copy's shape.
+  have them. A light-on-dark image (as MNIST) is turned round first. An image over WORK_SIDE pixels on its
+  short side is read on a copy that size, and the map has the copy's shape.
   """
   from scipy import ndimage
 
@@ -431,12 +431,12 @@ def _sureness(reading: DigitReading, threshold: float, odds: float = 1.0) -> flo
   return odds * score / (odds * score + 1.0 - score) * float(reading.probs.max())
 
 
-def _split_touching(predictor, pieces: Sequence[tuple[Box, np.ndarray]], odds: float = 1.0, depth: int = 0,
-                    columns: bool = True) -> list[tuple[Box, np.ndarray]]:
+def _split_touching(predictor, pieces: Sequence[tuple[Box, np.ndarray]], odds: float = 1.0, depth: int = 0
+                    ) -> list[tuple[Box, np.ndarray]]:
   """A part (its components' boxes and crops) too wide for one digit, cut where the two sides read best
   (recognition-based segmentation).
 
-  Candidate cuts are columns in the middle half (for images: `columns`), for a part of several
+  Candidate cuts are columns in the middle half (in image ink, not window strokes), for a part of several
   components, each split of its components into a left and a right group (two digits whose strokes
   overlap in x, as the bar of one 5 reaching over the next), and for a run of touching window strokes
   (`_Run`), each pen lift in it. A cut is kept only when both sides read as digits more surely than the
@@ -446,6 +446,7 @@ def _split_touching(predictor, pieces: Sequence[tuple[Box, np.ndarray]], odds: f
   height, width = crop.shape
   wide = width > SPLIT_ASPECT * height and width >= 8
   strokes = getattr(pieces[0], 'strokes', []) if len(pieces) == 1 else []
+  columns = not any(isinstance(piece, _Run) for piece in pieces)  # Window strokes are cut between strokes.
   if depth > 3 or not (wide or len(pieces) > 1 or len(strokes) > 1):
     return [(box, crop)]
   left, top, right, bottom = box
@@ -498,7 +499,7 @@ def _split_touching(predictor, pieces: Sequence[tuple[Box, np.ndarray]], odds: f
       best, best_sides = sure, (left_pieces, right_pieces)
   if best_sides is None:
     return [(box, crop)]
-  return [part for side in best_sides for part in _split_touching(predictor, side, odds, depth + 1, columns)]
+  return [part for side in best_sides for part in _split_touching(predictor, side, odds, depth + 1)]
 
 
 def _paste(parts: Sequence[tuple[Box, np.ndarray]]) -> tuple[Box, np.ndarray]:
@@ -599,9 +600,9 @@ def read_number(predictor, drawing: Image.Image | np.ndarray | Strokes) -> Numbe
     return NumberReading('', (), 0.0)
   # Among other parts, each one is judged at the odds of a digit among digits.
   odds = NUMBER_ODDS if len(groups) > 1 else 1.0
-  # Window strokes are cut between strokes only: cut through a stroke, a wide 9 or 2 read as a digit and
-  # a 1 (benchmarks/README.md).
-  parts = ([piece for pieces in groups for piece in _split_touching(predictor, pieces, odds, columns=size is not None)]
+  # Window strokes are cut between strokes only (`_Run`): cut through a stroke, a wide 9 or 2 read as a
+  # digit and a 1 (benchmarks/README.md).
+  parts = ([piece for pieces in groups for piece in _split_touching(predictor, pieces, odds)]
            if len(groups) <= MAX_PARTS else [_paste(pieces) for pieces in groups])
   if len(parts) > MAX_PARTS and size is not None:  # Texture or noise: one part that is not a digit.
     return _not_a_number((0, 0, size[1], size[0]))

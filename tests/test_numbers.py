@@ -229,15 +229,15 @@ def test_window_strokes_are_cut_at_pen_lifts_never_through_a_stroke(monkeypatch)
   whole = ((0, 0, 100, 80), np.ones((80, 100), np.float32))
   assert len(numbers._split_touching(predictor, [whole], numbers.NUMBER_ODDS)) == 2
   stroke = numbers._run([whole])
-  assert numbers._split_touching(predictor, [stroke], numbers.NUMBER_ODDS, columns=False) == [stroke]
+  assert numbers._split_touching(predictor, [stroke], numbers.NUMBER_ODDS) == [stroke]
   left, right = ((0, 0, 48, 80), np.ones((80, 48), np.float32)), ((52, 0, 100, 80), np.ones((80, 48), np.float32))
   run = numbers._run([left, right])
   assert run[0] == whole[0] and run.strokes == [left, right]
-  cut = numbers._split_touching(predictor, [run], numbers.NUMBER_ODDS, columns=False)
+  cut = numbers._split_touching(predictor, [run], numbers.NUMBER_ODDS)
   assert [box for box, _ in cut] == [left[0], right[0]]
   # Sides sure only at NUMBER_ODDS (a score of 0.3 alone) are a digit's own strokes: no cut.
   side.update(digit=numbers.NOT_A_DIGIT, score=0.3)
-  assert numbers._split_touching(predictor, [run], numbers.NUMBER_ODDS, columns=False) == [run]
+  assert numbers._split_touching(predictor, [run], numbers.NUMBER_ODDS) == [run]
 
 
 def test_two_zeros_written_touching_one_after_the_other_read_as_two(shipped):
