@@ -1,11 +1,12 @@
 """Training throughput of a recipe: `python -m benchmarks.throughput PRESET [FIELD=VALUE ...]`.
 
-e.g. `python -m benchmarks.throughput fast batch_size=256 model.pool=avg augment_rotation=0`; prefix
-XLA_FLAGS=--xla_force_host_platform_device_count=2 to split each batch over 2 host devices. Prints
-one JSON line: images/s in steady state, CPU/wall, compile seconds. Random
-pixels: speed does not depend on the data.
+e.g. `python -m benchmarks.throughput fast batch_size=256 model.pool=avg augment_rotation=0`. The CPU is
+split into the recipe's `cpu_devices` as `digitrec-train` splits it (`cpu_devices=1` for one device;
+JAX_NUM_CPU_DEVICES overrides). Prints one JSON line: images/s in steady state, CPU/wall, compile
+seconds. Random pixels: speed does not depend on the data.
 """
 
+import argparse
 import json
 import sys
 import time
@@ -16,6 +17,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from digitrec_jax import CNN, TrainConfig, create_train_state, make_apply_fn, training
 from digitrec_jax.config import PRESETS
+from digitrec_jax.train import split_cpu
 
 
 def config_from_args(argv: list[str]) -> TrainConfig:
@@ -78,8 +80,13 @@ def measure(config: TrainConfig, chunks: int | None = None, min_images: int = 30
 
 
 def main(argv: list[str]) -> int:
-  config = config_from_args(argv)
-  print(json.dumps({'recipe': ' '.join(argv), 'devices': jax.device_count(), **measure(config)}))
+  parser = argparse.ArgumentParser(prog='python -m benchmarks.throughput', description=__doc__.splitlines()[0])
+  parser.add_argument('recipe', nargs='+', metavar='PRESET [FIELD=VALUE ...]')
+  parser.add_argument('--chunks', type=int, default=None, help='timed dispatches (default: about 3,000 images)')
+  args = parser.parse_args(argv)
+  config = config_from_args(args.recipe)
+  split_cpu(config)
+  print(json.dumps({'recipe': ' '.join(args.recipe), 'devices': jax.device_count(), **measure(config, args.chunks)}))
   return 0
 
 

@@ -9,6 +9,10 @@ import argparse
 import gc
 import os
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+  from digitrec_jax.config import TrainConfig
 
 # MNIST's training set; a larger batch can never be filled.
 _MAX_BATCH = 60_000
@@ -87,20 +91,45 @@ def _default_compilation_cache() -> None:
     jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.2)
 
 
-def main(argv: list[str] | None = None) -> int:
+def split_cpu(config: TrainConfig) -> None:
+  """Splits the CPU into `config.cpu_devices` host devices: at most one per core, and only a count that
+  divides the batch. JAX_NUM_CPU_DEVICES or XLA_FLAGS' --xla_force_host_platform_device_count, if set,
+  choose instead. A process's start-up setting: call it before jax's first operation. Runs on a GPU or
+  TPU are untouched (they never use the CPU's devices)."""
+  import jax
+  if 'JAX_NUM_CPU_DEVICES' in os.environ or 'xla_force_host_platform_device_count' in os.environ.get('XLA_FLAGS', ''):
+    return
+  count = min(config.cpu_devices, os.cpu_count() or 1)
+  if count > 1 and config.batch_size % count == 0:
+    jax.config.update('jax_num_cpu_devices', count)
+
+
+def main(argv: list[str] | None = None, *, fresh_process: bool = False) -> int:
+  """Trains as the command line says; returns the exit code.
+
+  `fresh_process`: nothing in this process has used jax yet (the console entry point), so the CPU can
+  still be split into the recipe's `cpu_devices`. Called from a process that has, the run uses the
+  devices the process has.
+  """
   args = build_parser().parse_args(argv)
+  from digitrec_jax.config import PRESETS, TrainConfig
+  flags = {'steps': args.steps, 'batch_size': args.batch_size, 'learning_rate': args.learning_rate,
+           'seed': args.seed, 'eval_every': args.eval_every}
+  try:
+    config = TrainConfig.from_dict({**PRESETS[args.preset].to_dict(), **{k: v for k, v in flags.items() if v is not None}})
+  except ValueError as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 1
+  if fresh_process:
+    split_cpu(config)
   if os.environ.get('JAX_COORDINATOR_ADDRESS'):
     _init_distributed()
   _default_compilation_cache()
   from digitrec_jax.checkpoint import CheckpointError
-  from digitrec_jax.config import PRESETS, TrainConfig
   from digitrec_jax.data import DataError
   from digitrec_jax.training import RunDirError, TrainingInterrupted, train_and_evaluate
-  flags = {'steps': args.steps, 'batch_size': args.batch_size, 'learning_rate': args.learning_rate,
-           'seed': args.seed, 'eval_every': args.eval_every}
   checkpoint_dir = args.checkpoint_dir or os.path.join('checkpoints', args.preset)
   try:
-    config = TrainConfig.from_dict({**PRESETS[args.preset].to_dict(), **{k: v for k, v in flags.items() if v is not None}})
     summary = train_and_evaluate(config, checkpoint_dir, data_dir=args.data_dir, resume=not args.no_resume)
   except TrainingInterrupted as e:
     print(str(e), file=sys.stderr)
@@ -121,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
 def run() -> None:
   """Console-script entry point."""
   try:
-    code = main()
+    code = main(fresh_process=True)
   except KeyboardInterrupt:
     # Ctrl-C before training installs its own handler (during imports or data loading): nothing to save.
     print('interrupted before training started; nothing was written', file=sys.stderr)

@@ -453,7 +453,7 @@ def _check_resume(saved: dict[str, Any], config: TrainConfig, where: Path) -> li
   if saved_config.model != config.model:
     raise RunDirError(f'{where} holds a checkpoint of another model ({saved_config.model})')
   changed = [f.name for f in dataclasses.fields(TrainConfig)
-             if f.name not in ('steps', 'model', 'eval_every')
+             if f.name not in ('steps', 'model', 'eval_every', 'cpu_devices')
              and getattr(saved_config, f.name) != getattr(config, f.name)]
   if changed:
     diffs = ', '.join(f'{n} {getattr(saved_config, n)!r} -> {getattr(config, n)!r}' for n in changed)

@@ -1,6 +1,7 @@
 """Smoke runs of the benchmark scripts so they cannot rot; no timing is asserted."""
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -31,6 +32,9 @@ def test_quick_suite_writes_every_figure(real_data_dir, tmp_path, monkeypatch, c
   assert results['rejection']['mnist_test_count'] == 100 and 0 <= results['rejection']['held_out_rejected'] <= 1
   assert set(results['train']) == {'default', 'fast', 'best'}
   assert all(r['images_per_second'] > 0 and r['compile_seconds'] > 0 for r in results['train'].values())
+  # Each preset is measured split as train.py splits it: `best` over 2 CPU devices, the others on one.
+  assert {p: r['devices'] for p, r in results['train'].items()} == {
+      'default': 1, 'fast': 1, 'best': min(2, os.cpu_count() or 1)}
   assert results['fast_preset']['runs'][0]['step'] == 21
   # The warm run repeats seed 0 on the cache the cold one filled: the same training, to the bit.
   assert results['fast_preset']['warm']['test_accuracy'] == results['fast_preset']['runs'][0]['test_accuracy']

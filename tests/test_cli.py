@@ -92,3 +92,43 @@ run()
   assert out.returncode == 130
   assert out.stderr == 'interrupted before training started; nothing was written\n'
   assert not (tmp_path / 'run').exists()
+
+
+def test_the_entry_point_splits_the_cpu_for_the_recipe_and_a_caller_keeps_its_devices(monkeypatch, tmp_path):
+  from digitrec_jax import training
+  split, trained = [], []
+  monkeypatch.setattr(train, 'split_cpu', split.append)
+  monkeypatch.setattr(training, 'train_and_evaluate', lambda config, *a, **k: trained.append(config) or {
+      'step': 1, 'test_accuracy': 0.5, 'test_loss': 1.0, 'train_seconds': 1.0, 'images_per_second': 1.0,
+      'device_count': 2, 'device_kind': 'cpu', 'checkpoint_dir': str(tmp_path)})
+  argv = ['--preset', 'best', '--steps', '1', '--checkpoint-dir', str(tmp_path / 'run')]
+  assert train.main(argv, fresh_process=True) == 0
+  assert [c.cpu_devices for c in split] == [2] and split[0] is trained[0]
+  assert train.main(argv) == 0
+  assert len(split) == 1 and len(trained) == 2
+
+
+def _devices_after_split(config_expr: str, **env) -> int:
+  import os
+  import subprocess
+  import sys
+  code = ('from digitrec_jax.config import PRESETS, TrainConfig\n'
+          'from digitrec_jax.train import split_cpu\n'
+          f'split_cpu({config_expr})\n'
+          'import jax\n'
+          'print(jax.device_count())\n')
+  clean = {k: v for k, v in os.environ.items() if k not in ('XLA_FLAGS', 'JAX_NUM_CPU_DEVICES')}
+  out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120,
+                       env={**clean, 'JAX_PLATFORMS': 'cpu', **env})
+  assert out.returncode == 0, out.stderr
+  return int(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(__import__('os').cpu_count() < 2, reason='needs 2 cores')
+def test_split_cpu_gives_the_recipe_its_devices_unless_the_user_or_the_batch_says_otherwise():
+  assert _devices_after_split("PRESETS['best']") == 2
+  assert _devices_after_split("PRESETS['fast']") == 1
+  # A count that does not divide the batch would leave devices with unequal shares: one device instead.
+  assert _devices_after_split('TrainConfig(batch_size=127, cpu_devices=2)') == 1
+  assert _devices_after_split("PRESETS['best']", JAX_NUM_CPU_DEVICES='1') == 1
+  assert _devices_after_split("PRESETS['fast']", XLA_FLAGS='--xla_force_host_platform_device_count=3') == 3

@@ -19,6 +19,7 @@ def test_json_round_trip_rebuilds_equal_config():
     ({'learning_rate': -0.1}, 'learning_rate must be a positive number, got -0.1'),
     ({'learning_rate': float('nan')}, 'learning_rate must be a positive number, got nan'),
     ({'eval_every': 0}, 'eval_every must be a positive integer, got 0'),
+    ({'cpu_devices': 0}, 'cpu_devices must be a positive integer, got 0'),
 ])
 def test_invalid_values_are_rejected(kwargs, message):
   with pytest.raises(ValueError, match='^' + message.replace('(', r'\(') + '$'):

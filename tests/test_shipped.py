@@ -1,5 +1,6 @@
 """The shipped checkpoint: what `git clone` gives, loaded the way the GUI loads it."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -50,7 +51,8 @@ def test_shipped_model_says_not_a_digit_for_noise_a_scribble_and_a_letter(real_d
 def test_shipped_checkpoint_is_the_best_preset_params_only_and_small():
   summary = json.loads((PRETRAINED_DIR / 'summary.json').read_text())
   config = TrainConfig.from_dict(summary['config'])
-  assert config == PRESETS['best']
+  # How many CPU devices a run is split into is its layout, not its recipe.
+  assert dataclasses.replace(config, cpu_devices=PRESETS['best'].cpu_devices) == PRESETS['best']
   assert summary['command'].startswith('python train.py --preset best')
   assert sorted(p.name for p in PRETRAINED_DIR.iterdir()) == ['best', 'metrics.jsonl', 'summary.json']
   size = sum(p.stat().st_size for p in PRETRAINED_DIR.rglob('*') if p.is_file())
