@@ -7,7 +7,6 @@ import contextlib
 import dataclasses
 import functools
 import json
-import math
 import signal
 import threading
 import time
@@ -562,23 +561,9 @@ def _init_or_restore(run: _Run, resume: bool) -> TrainState | None:
   return run.checkpoints.state.restore(start, 'state', run.train_chunk.abstract_state)
 
 
-def replaces_best(row: dict[str, Any], best: dict[str, Any] | None) -> bool:
-  """Whether the evaluation `row` becomes best/: the latest evaluation whose validation accuracy is within
-  one standard error of the highest so far (`best['top_val_accuracy']`) is chosen.
-
-  Validation cannot tell apart checkpoints closer than that (at 99.7% over 5,000 digits one standard
-  error is 0.08 points, 4 digits), and among those the later one has trained longer, at a lower rate.
-  """
-  if best is None:
-    return True
-  top = max(best.get('top_val_accuracy', best['val_accuracy']), row['val_accuracy'])
-  return row['val_accuracy'] >= top - math.sqrt(top * (1.0 - top) / row['val_count'])
-
-
 def _evaluate_and_checkpoint(run: _Run, state: TrainState, step: int, best: dict[str, Any] | None,
-                             seconds: float) -> tuple[dict[str, Any], dict[str, Any] | None]:
-  """Evaluates, saves best/ (if `replaces_best`) and state, logs; returns the metrics row and the best
-  checkpoint's metrics after it.
+                             seconds: float) -> dict[str, Any]:
+  """Evaluates, saves best (if validation accuracy improved) and state, logs; returns the metrics row.
 
   `seconds`: wall time since this process began training (evaluations included), logged as the row's
   `seconds` so that metrics.jsonl gives time-to-accuracy curves.
@@ -596,19 +581,16 @@ def _evaluate_and_checkpoint(run: _Run, state: TrainState, step: int, best: dict
                              'lower the learning rate and resume from the last checkpoint')
   config = run.config.to_dict()
   # Best first: a crash between the two saves then re-runs this evaluation on resume.
-  if replaces_best(row, best):
-    top = row['val_accuracy'] if best is None else max(best.get('top_val_accuracy', best['val_accuracy']),
-                                                        row['val_accuracy'])
-    best = {**row, 'top_val_accuracy': top}
+  if best is None or row['val_accuracy'] > best['val_accuracy']:
     variables = eval_variables(state)
     calib = fit_calibration(run.apply_fn, variables, val, run.val_non_digit_batches,
                             run.val_pen_batches)
     run.checkpoints.best.save(step, {'variables': variables},
-                              {'config': config, 'metrics': best, 'calibration': calib})
+                              {'config': config, 'metrics': row, 'calibration': calib})
   run.checkpoints.state.save(step, {'state': state}, {'config': config})
   run.log.write(row)
   run.say(f'step {step}: val accuracy {row["val_accuracy"]:.2%}, test accuracy {row["test_accuracy"]:.2%}')
-  return row, best
+  return row
 
 
 def run_evaluation(run: _Run, state: TrainState) -> tuple[dict[str, float], tuple[np.ndarray, np.ndarray]]:
@@ -749,7 +731,9 @@ def _train_loop(run: _Run, state: TrainState, stop: list[int], train_chunk: _Chu
         pending = None
         if step == next_eval:
           train_chunk.evaluation_ready()
-          last_metrics, best = _evaluate_and_checkpoint(run, state, step, best, time.perf_counter() - started)
+          last_metrics = _evaluate_and_checkpoint(run, state, step, best, time.perf_counter() - started)
+          if best is None or last_metrics['val_accuracy'] > best['val_accuracy']:
+            best = last_metrics
           clock[0] = time.perf_counter()  # Evaluation and saving are not training throughput.
         else:
           run.checkpoints.state.save(step, {'state': state}, {'config': run.config.to_dict()})

@@ -135,40 +135,6 @@ def test_train_and_evaluate_on_fake_mnist(tiny_config, run_options, tmp_path):
   assert [r['step'] for r in rows if 'train_loss' in r] == [6, 12, 18, 24]
 
 
-def test_best_is_the_latest_evaluation_within_one_standard_error_of_the_top():
-  # 5,000 validation digits at 99.68%: one standard error is 0.080 points.
-  top = {'step': 3000, 'val_accuracy': 0.9968, 'top_val_accuracy': 0.9968}
-  assert training.replaces_best({'val_accuracy': 0.9961, 'val_count': 5000}, top)  # 0.07 points below
-  assert not training.replaces_best({'val_accuracy': 0.9960, 'val_count': 5000}, top)  # 0.08 points below
-  assert training.replaces_best({'val_accuracy': 0.9970, 'val_count': 5000}, top)
-  # The bar is the top so far, not the chosen checkpoint's own score, so it never drifts down...
-  later = {'step': 8000, 'val_accuracy': 0.9962, 'top_val_accuracy': 0.9968}
-  assert not training.replaces_best({'val_accuracy': 0.9958, 'val_count': 5000}, later)
-  # ...and a best/ saved before the rule (no top recorded) is its own top.
-  assert not training.replaces_best({'val_accuracy': 0.9960, 'val_count': 5000}, {'val_accuracy': 0.9968})
-  assert training.replaces_best({'val_accuracy': 0.5, 'val_count': 10}, None)
-
-
-def test_a_later_evaluation_as_good_as_validation_can_tell_becomes_best(tiny_config, run_options, tmp_path,
-                                                                       monkeypatch):
-  # 10 validation images: one standard error at 0.9 is 0.095. Step 3 (0.85) is within it of step 2's
-  # 0.90, so it becomes best/; step 4 (0.80) is not, even though it is within it of step 3's own score.
-  scores = iter([(0.50, 0.70), (0.90, 0.60), (0.85, 0.65), (0.80, 0.95)])
-
-  def scripted(logits, labels, prefix='test'):
-    if prefix == 'val':
-      scripted.current = next(scores)
-    return {f'{prefix}_loss': 0.1, f'{prefix}_accuracy': scripted.current[prefix == 'test'], f'{prefix}_count': 10}
-
-  monkeypatch.setattr(training, 'metrics_of', scripted)
-  config = dataclasses.replace(tiny_config, steps=3, eval_every=1)
-  summary = train_and_evaluate(config, tmp_path / 'run', **run_options)
-  assert (summary['best_step'], summary['best_val_accuracy']) == (3, 0.85)
-  # Resumed, the top so far (0.90, kept with best/) still sets the bar.
-  summary = train_and_evaluate(dataclasses.replace(config, steps=4), tmp_path / 'run', **run_options)
-  assert (summary['step'], summary['best_step'], summary['best_test_accuracy']) == (4, 3, 0.65)
-
-
 def test_best_is_chosen_on_validation_accuracy_not_on_the_test_set(tiny_config, run_options, tmp_path, monkeypatch):
   # Scripted evaluations in which the two splits disagree: validation peaks at step 2, test at step 3.
   scores = iter([(0.50, 0.70), (0.90, 0.60), (0.80, 0.95)])
