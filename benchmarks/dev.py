@@ -30,14 +30,6 @@ from benchmarks.styles import crop_digit
 DEV_SEED = 7_700_001  # Never used by training, validation or the benchmarks; nor are the next four.
 
 
-def _kind(got: str, truth: str) -> str:
-  if got == truth:
-    return 'right'
-  if len(got) != len(truth):
-    return 'wrong_count'
-  return 'turned_away' if '?' in got else 'misread'
-
-
 def measure(data_dir: str | None, limit: int | None = None, predictor=None) -> dict:
   from digitrec_jax import data as data_lib
   from digitrec_jax import load_mnist, load_predictor, nondigits, preprocess_drawing
@@ -67,15 +59,15 @@ def measure(data_dir: str | None, limit: int | None = None, predictor=None) -> d
       idx = rng.integers(0, len(labels), length)
       truth = ''.join(str(d) for d in labels[idx])
       ink = numbers_bench.compose(images[idx], rng)
-      kinds['numbers_drawn'][_kind(read_number(predictor, numbers_bench.as_drawing(ink)).text, truth)] += 1
-      kinds['numbers_photo'][_kind(read_number(predictor, numbers_bench.as_photo(ink, rng)).text, truth)] += 1
+      for name, image in (('numbers_drawn', numbers_bench.as_drawing(ink)),
+                          ('numbers_photo', numbers_bench.as_photo(ink, rng))):
+        kinds[name][numbers_bench.miss_kind(read_number(predictor, image).text, truth)] += 1
   rng = np.random.default_rng(DEV_SEED + 3)
-  kinds['single_photo'] = collections.Counter(
-      _kind(read_number(predictor, numbers_bench.as_photo(numbers_bench.compose(images[i:i + 1], rng), rng)).text,
-            str(labels[i])) for i in rng.integers(0, len(labels), limit * 5 if limit else 1000))
+  kinds['single_photo'] = collections.Counter(numbers_bench.singles_read(
+      predictor, images, labels, rng, limit * 5 if limit else 1000, numbers_bench.as_photo))
   for name, counter in kinds.items():
     result[name] = {'total': sum(counter.values()),
-                    **{k: counter[k] for k in ('right', 'wrong_count', 'turned_away', 'misread')}}
+                    **{k: counter[k] for k in ('right', *numbers_bench.MISSES)}}
   result.update(numbers_bench.measure_pen(images, labels, predictor, limit or 80, limit * 5 if limit else 1000,
                                           seed=DEV_SEED + 4))
   return result

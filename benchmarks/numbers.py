@@ -94,14 +94,37 @@ def tilted(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
   return np.asarray(Image.fromarray(ink, mode='F').rotate(angle, Image.Resampling.BILINEAR, expand=True), np.float32)
 
 
-def _singles_read_right(predictor, images: np.ndarray, labels: np.ndarray, rng: np.random.Generator, count: int,
-                        photograph) -> float:
-  """The share of `count` random test digits, each written alone (`compose`) and turned into an image by
-  `photograph(ink, rng)`, that `read_number` reads as exactly that digit."""
+def miss_kind(got: str, truth: str) -> str:
+  """How a reading `got` of the number `truth` went: 'right', 'wrong_count' (another number of digits),
+  'turned_away' (a part read as not a digit) or 'misread' (a digit read as another)."""
+  if got == truth:
+    return 'right'
+  if len(got) != len(truth):
+    return 'wrong_count'
+  return 'turned_away' if '?' in got else 'misread'
+
+
+MISSES = ('wrong_count', 'turned_away', 'misread')
+
+
+def _misses(kinds: list[str]) -> dict[str, int]:
+  return {k: kinds.count(k) for k in MISSES}
+
+
+def singles_read(predictor, images: np.ndarray, labels: np.ndarray, rng: np.random.Generator, count: int,
+                  photograph) -> list[str]:
+  """`miss_kind` of each of `count` random test digits, each written alone (`compose`) and turned into an
+  image by `photograph(ink, rng)`, as `read_number` reads it."""
   from digitrec_jax.numbers import read_number
   idx = rng.integers(0, len(labels), count)
-  return float(np.mean([
-      read_number(predictor, photograph(compose(images[i:i + 1], rng), rng)).text == str(labels[i]) for i in idx]))
+  return [miss_kind(read_number(predictor, photograph(compose(images[i:i + 1], rng), rng)).text, str(labels[i]))
+          for i in idx]
+
+
+def _singles_read_right(predictor, images: np.ndarray, labels: np.ndarray, rng: np.random.Generator, count: int,
+                        photograph) -> float:
+  """The share of `singles_read`'s digits read as exactly that digit."""
+  return float(np.mean([k == 'right' for k in singles_read(predictor, images, labels, rng, count, photograph)]))
 
 
 def measure(data_dir: str | None, limit: int | None = None, predictor=None) -> dict:
@@ -112,21 +135,25 @@ def measure(data_dir: str | None, limit: int | None = None, predictor=None) -> d
   per_length = limit or 100
   rng = np.random.default_rng(SEED)
   result = {'drawn': {}, 'photo': {}}
+  kinds = {'drawn': [], 'photo': []}
   for length in range(2, 7):
     right = {'drawn': 0, 'photo': 0}
     for _ in range(per_length):
       idx = rng.integers(0, len(labels), length)
       truth = ''.join(str(d) for d in labels[idx])
       ink = compose(images[idx], rng)
-      right['drawn'] += read_number(predictor, as_drawing(ink)).text == truth
-      right['photo'] += read_number(predictor, as_photo(ink, rng)).text == truth
+      for kind, image in (('drawn', as_drawing(ink)), ('photo', as_photo(ink, rng))):
+        kinds[kind].append(miss_kind(read_number(predictor, image).text, truth))
+        right[kind] += kinds[kind][-1] == 'right'
     for kind in right:
       result[kind][str(length)] = right[kind] / per_length
   for kind in ('drawn', 'photo'):
     result[kind]['all'] = float(np.mean([result[kind][str(n)] for n in range(2, 7)]))
+    result[f'{kind}_misses'] = _misses(kinds[kind])
   singles = limit * 5 if limit else 1000
-  result['photo_single_digit'] = _singles_read_right(
-      predictor, images, labels, rng, singles, as_photo)
+  single_kinds = singles_read(predictor, images, labels, rng, singles, as_photo)
+  result['photo_single_digit'] = float(np.mean([k == 'right' for k in single_kinds]))
+  result['photo_single_digit_misses'] = _misses(single_kinds)
   result.update(measure_pen(images, labels, predictor, per_length, singles))
   result['notebook_single_digit'] = _singles_read_right(
       predictor, images, labels, np.random.default_rng(SEED + 2), singles // 2,

@@ -145,6 +145,14 @@ def checkpoint_times(repeats: int) -> dict[str, float]:
           'state_megabytes': round(sum(x.nbytes for x in jax.tree.leaves(state)) / 2**20, 2)}
 
 
+def _misses(misses: dict[str, int] | None) -> str:
+  """' (N wrong: ...)' of a `benchmarks.numbers` miss count ('' for none, or for results without one)."""
+  if not misses or not sum(misses.values()):
+    return ''
+  return (f' ({sum(misses.values())} wrong: {misses["wrong_count"]} with another count of digits, '
+          f'{misses["turned_away"]} with a part turned away, {misses["misread"]} misread)')
+
+
 def render_table(results: dict) -> str:
   hw, t, fast, gui, ck, cv = (results['hardware'], results['train'], results['fast_preset'], results['gui'],
                               results['checkpoint'], results['canvas'])
@@ -231,9 +239,12 @@ def render_table(results: dict) -> str:
     by_length = ', '.join(f'{n}: {nb["drawn"][str(n)]:.0%}' for n in range(2, 7))
     lines += [
         f'| whole numbers of 2–6 MNIST test digits drawn on a wide canvas (`benchmarks.numbers`, '
-        f'{nb["numbers_per_length"]} per length; {by_length}) | {nb["drawn"]["all"]:.1%} | ≥ 98% |',
-        f'| same numbers as photos (grey or beige paper, uneven light, noise, JPEG) | {nb["photo"]["all"]:.1%} | |',
-        f'| single digits as photos ({nb["single_digit_photos"]:,}) | {nb["photo_single_digit"]:.1%} | ≥ 99% |',
+        f'{nb["numbers_per_length"]} per length; {by_length}) | {nb["drawn"]["all"]:.1%}'
+        f'{_misses(nb.get("drawn_misses"))} | ≥ 98% |',
+        f'| same numbers as photos (grey or beige paper, uneven light, noise, JPEG) | {nb["photo"]["all"]:.1%}'
+        f'{_misses(nb.get("photo_misses"))} | |',
+        f'| single digits as photos ({nb["single_digit_photos"]:,}) | {nb["photo_single_digit"]:.1%}'
+        f'{_misses(nb.get("photo_single_digit_misses"))} | ≥ 99% |',
     ]
     if 'notebook_single_digit' in nb:
       lines.append(f'| same, written small on ruled or squared notebook paper ({nb["single_digit_photos"] // 2:,}) '

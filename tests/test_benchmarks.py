@@ -26,6 +26,11 @@ def test_quick_suite_writes_every_figure(real_data_dir, tmp_path, monkeypatch, c
   assert 0 <= results['numbers']['pen_small_digit_turned_away'] <= 1 - results['numbers']['pen_small_digit']
   assert 0 <= results['numbers']['notebook_single_digit'] <= 1
   assert 0 <= results['numbers']['notebook_tilted_single_digit'] <= 1
+  # Every wrong reading is counted once, by how it went wrong.
+  for kind in ('drawn', 'photo'):
+    assert sum(results['numbers'][f'{kind}_misses'].values()) == round((1 - results['numbers'][kind]['all']) * 20)
+  assert sum(results['numbers']['photo_single_digit_misses'].values()) == round(
+      (1 - results['numbers']['photo_single_digit']) * 20)
   from benchmarks import styles
   assert set(results['styles']['forms']) == set(styles.FORMS)
   assert all(0 <= r['named_correctly'] <= r['accuracy'] <= 1 for r in results['styles']['forms'].values())
@@ -64,6 +69,13 @@ def test_only_rejects_unknown_sections(real_data_dir, capsys):
 def test_readme_table_is_generated_from_committed_results():
   results = json.loads(run.RESULTS.read_text())
   assert run.render_table(results) in run.README.read_text()
+
+
+def test_the_table_says_how_the_wrong_numbers_went_wrong():
+  assert run._misses({'wrong_count': 1, 'turned_away': 2, 'misread': 3}) == (
+      ' (6 wrong: 1 with another count of digits, 2 with a part turned away, 3 misread)')
+  assert run._misses({'wrong_count': 0, 'turned_away': 0, 'misread': 0}) == ''
+  assert run._misses(None) == ''  # results from before the counts were kept
 
 
 def test_a_peer_stopped_before_its_target_is_shown_as_a_lower_bound():
@@ -129,7 +141,8 @@ def test_dev_measures_use_validation_digits_and_count_each_reading_once(real_dat
   # The shipped model names validation digits as MNIST frames them, and turns most non-digits away.
   assert result['named'] >= 0.9 and 0 <= result['refit_turned_away'] <= 1 - result['refit_named']
   assert result['held_out_rejected'] >= 0.5 and result['training_kinds_rejected'] >= 0.5
-  assert [dev._kind(got, '42') for got in ('42', '4', '?2', '47')] == ['right', 'wrong_count', 'turned_away', 'misread']
+  from benchmarks.numbers import miss_kind
+  assert [miss_kind(got, '42') for got in ('42', '4', '?2', '47')] == ['right', 'wrong_count', 'turned_away', 'misread']
 
 
 def test_pen_thins_to_lines_and_redraws_a_digit_with_the_window_pen():
