@@ -112,8 +112,8 @@ def _misses(kinds: list[str]) -> dict[str, int]:
 
 
 def singles_read(predictor, images: np.ndarray, labels: np.ndarray, rng: np.random.Generator, count: int,
-                  photograph) -> list[str]:
-  """`miss_kind` of each of `count` random test digits, each written alone (`compose`) and turned into an
+                 photograph) -> list[str]:
+  """`miss_kind` of each of `count` random digits of `images`, each written alone (`compose`) and turned into an
   image by `photograph(ink, rng)`, as `read_number` reads it."""
   from digitrec_jax.numbers import read_number
   idx = rng.integers(0, len(labels), count)

@@ -145,7 +145,7 @@ def checkpoint_times(repeats: int) -> dict[str, float]:
           'state_megabytes': round(sum(x.nbytes for x in jax.tree.leaves(state)) / 2**20, 2)}
 
 
-def _misses(misses: dict[str, int] | None) -> str:
+def _misses_text(misses: dict[str, int] | None) -> str:
   """' (N wrong: ...)' of a `benchmarks.numbers` miss count ('' for none, or for results without one)."""
   if not misses or not sum(misses.values()):
     return ''
@@ -240,11 +240,11 @@ def render_table(results: dict) -> str:
     lines += [
         f'| whole numbers of 2–6 MNIST test digits drawn on a wide canvas (`benchmarks.numbers`, '
         f'{nb["numbers_per_length"]} per length; {by_length}) | {nb["drawn"]["all"]:.1%}'
-        f'{_misses(nb.get("drawn_misses"))} | ≥ 98% |',
+        f'{_misses_text(nb.get("drawn_misses"))} | ≥ 98% |',
         f'| same numbers as photos (grey or beige paper, uneven light, noise, JPEG) | {nb["photo"]["all"]:.1%}'
-        f'{_misses(nb.get("photo_misses"))} | |',
+        f'{_misses_text(nb.get("photo_misses"))} | |',
         f'| single digits as photos ({nb["single_digit_photos"]:,}) | {nb["photo_single_digit"]:.1%}'
-        f'{_misses(nb.get("photo_single_digit_misses"))} | ≥ 99% |',
+        f'{_misses_text(nb.get("photo_single_digit_misses"))} | ≥ 99% |',
     ]
     if 'notebook_single_digit' in nb:
       lines.append(f'| same, written small on ruled or squared notebook paper ({nb["single_digit_photos"] // 2:,}) '

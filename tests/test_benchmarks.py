@@ -26,7 +26,7 @@ def test_quick_suite_writes_every_figure(real_data_dir, tmp_path, monkeypatch, c
   assert 0 <= results['numbers']['pen_small_digit_turned_away'] <= 1 - results['numbers']['pen_small_digit']
   assert 0 <= results['numbers']['notebook_single_digit'] <= 1
   assert 0 <= results['numbers']['notebook_tilted_single_digit'] <= 1
-  # Every wrong reading is counted once, by how it went wrong.
+  # Every wrong reading is counted once, by how it went wrong (--quick: 4 numbers per length, 20 photos).
   for kind in ('drawn', 'photo'):
     assert sum(results['numbers'][f'{kind}_misses'].values()) == round((1 - results['numbers'][kind]['all']) * 20)
   assert sum(results['numbers']['photo_single_digit_misses'].values()) == round(
@@ -72,10 +72,10 @@ def test_readme_table_is_generated_from_committed_results():
 
 
 def test_the_table_says_how_the_wrong_numbers_went_wrong():
-  assert run._misses({'wrong_count': 1, 'turned_away': 2, 'misread': 3}) == (
+  assert run._misses_text({'wrong_count': 1, 'turned_away': 2, 'misread': 3}) == (
       ' (6 wrong: 1 with another count of digits, 2 with a part turned away, 3 misread)')
-  assert run._misses({'wrong_count': 0, 'turned_away': 0, 'misread': 0}) == ''
-  assert run._misses(None) == ''  # results from before the counts were kept
+  assert run._misses_text({'wrong_count': 0, 'turned_away': 0, 'misread': 0}) == ''
+  assert run._misses_text(None) == ''  # results from before the counts were kept
 
 
 def test_a_peer_stopped_before_its_target_is_shown_as_a_lower_bound():
