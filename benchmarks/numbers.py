@@ -111,20 +111,19 @@ def _misses(kinds: list[str]) -> dict[str, int]:
   return {k: kinds.count(k) for k in MISSES}
 
 
+def _right(kinds: list[str]) -> float:
+  """The share of `miss_kind`s that are 'right'."""
+  return float(np.mean([k == 'right' for k in kinds]))
+
+
 def singles_read(predictor, images: np.ndarray, labels: np.ndarray, rng: np.random.Generator, count: int,
                  photograph) -> list[str]:
-  """`miss_kind` of each of `count` random digits of `images`, each written alone (`compose`) and turned into an
-  image by `photograph(ink, rng)`, as `read_number` reads it."""
+  """`miss_kind` of each of `count` random digits of `images`, each written alone (`compose`), turned
+  into an image by `photograph(ink, rng)` and read by `read_number`."""
   from digitrec_jax.numbers import read_number
   idx = rng.integers(0, len(labels), count)
   return [miss_kind(read_number(predictor, photograph(compose(images[i:i + 1], rng), rng)).text, str(labels[i]))
           for i in idx]
-
-
-def _singles_read_right(predictor, images: np.ndarray, labels: np.ndarray, rng: np.random.Generator, count: int,
-                        photograph) -> float:
-  """The share of `singles_read`'s digits read as exactly that digit."""
-  return float(np.mean([k == 'right' for k in singles_read(predictor, images, labels, rng, count, photograph)]))
 
 
 def measure(data_dir: str | None, limit: int | None = None, predictor=None) -> dict:
@@ -137,31 +136,29 @@ def measure(data_dir: str | None, limit: int | None = None, predictor=None) -> d
   result = {'drawn': {}, 'photo': {}}
   kinds = {'drawn': [], 'photo': []}
   for length in range(2, 7):
-    right = {'drawn': 0, 'photo': 0}
     for _ in range(per_length):
       idx = rng.integers(0, len(labels), length)
       truth = ''.join(str(d) for d in labels[idx])
       ink = compose(images[idx], rng)
       for kind, image in (('drawn', as_drawing(ink)), ('photo', as_photo(ink, rng))):
         kinds[kind].append(miss_kind(read_number(predictor, image).text, truth))
-        right[kind] += kinds[kind][-1] == 'right'
-    for kind in right:
-      result[kind][str(length)] = right[kind] / per_length
-  for kind in ('drawn', 'photo'):
+    for kind in kinds:
+      result[kind][str(length)] = _right(kinds[kind][-per_length:])
+  for kind in kinds:
     result[kind]['all'] = float(np.mean([result[kind][str(n)] for n in range(2, 7)]))
     result[f'{kind}_misses'] = _misses(kinds[kind])
   singles = limit * 5 if limit else 1000
   single_kinds = singles_read(predictor, images, labels, rng, singles, as_photo)
-  result['photo_single_digit'] = float(np.mean([k == 'right' for k in single_kinds]))
+  result['photo_single_digit'] = _right(single_kinds)
   result['photo_single_digit_misses'] = _misses(single_kinds)
   result.update(measure_pen(images, labels, predictor, per_length, singles))
-  result['notebook_single_digit'] = _singles_read_right(
+  result['notebook_single_digit'] = _right(singles_read(
       predictor, images, labels, np.random.default_rng(SEED + 2), singles // 2,
-      lambda ink, rng: as_photo(on_notebook_page(ink, rng), rng))
+      lambda ink, rng: as_photo(on_notebook_page(ink, rng), rng)))
   # The same kind of page photographed askew, as a phone held by hand takes it.
-  result['notebook_tilted_single_digit'] = _singles_read_right(
+  result['notebook_tilted_single_digit'] = _right(singles_read(
       predictor, images, labels, np.random.default_rng(SEED + 3), singles // 2,
-      lambda ink, rng: as_photo(tilted(on_notebook_page(ink, rng), rng), rng))
+      lambda ink, rng: as_photo(tilted(on_notebook_page(ink, rng), rng), rng)))
   result.update(numbers_per_length=per_length, single_digit_photos=singles, notebook_tilt_degrees=TILT, seed=SEED,
                 checkpoint=predictor.info['path'].split('checkpoints/')[-1])
   return result
