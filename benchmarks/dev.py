@@ -11,7 +11,10 @@ benchmarks never use:
   (`benchmarks.numbers`' generators), with the wrong ones counted by kind: a wrong number of digits,
   a part turned away, or a digit misread;
 - numbers and single digits written as the window's pen strokes (`benchmarks.pen`), through the
-  window's path.
+  window's path;
+- the operating curve: both kinds of non-digits turned away at the thresholds where 2, 3 and 5% of
+  single pen-written digits are, so that two models are compared at the same point of their trade
+  between the two errors, not only at the point each one's calibration chose (`operating_point`).
 """
 
 from __future__ import annotations
@@ -27,7 +30,9 @@ import numpy as np
 from benchmarks import numbers as numbers_bench
 from benchmarks.styles import crop_digit
 
-DEV_SEED = 7_700_001  # Never used by training, validation or the benchmarks; nor are the next four.
+DEV_SEED = 7_700_001  # Never used by training, validation or the benchmarks; nor are the next five.
+# Shares of single pen-written digits turned away at which the operating curve is read.
+CURVE_SHARES = (0.02, 0.03, 0.05)
 
 
 def measure(data_dir: str | None, limit: int | None = None, predictor=None) -> dict:
@@ -42,9 +47,12 @@ def measure(data_dir: str | None, limit: int | None = None, predictor=None) -> d
   _, (images, labels) = data_lib.split_validation(train_images, train_labels, TrainConfig().val_size)
   count = limit * 20 if limit else 2000
   result = {'checkpoint': predictor.info['path'].split('checkpoints/')[-1], 'seed': DEV_SEED}
+  non_digit_scores = {}
   for name, seed, held_out in (('held_out', DEV_SEED, True), ('training_kinds', DEV_SEED + 1, False)):
     bank, _ = nondigits.make_non_digits(count, seed, (images, labels), held_out=held_out)
-    result[f'{name}_rejected'] = float(np.mean(predict_all(predictor, bank).digits == -1))
+    read = predict_all(predictor, bank)
+    result[f'{name}_rejected'] = float(np.mean(read.digits == -1))
+    non_digit_scores[name] = read.digit_scores
   digits = images[:count]
   read = predict_all(predictor, digits)
   refit = (np.stack([preprocess_drawing(crop_digit(d), invert=False) for d in digits]) * 255).round()
@@ -70,13 +78,53 @@ def measure(data_dir: str | None, limit: int | None = None, predictor=None) -> d
                     **{k: counter[k] for k in ('right', *numbers_bench.MISSES)}}
   result.update(numbers_bench.measure_pen(images, labels, predictor, limit or 80, limit * 5 if limit else 1000,
                                           seed=DEV_SEED + 4))
+  scores, named = pen_scores(predictor, images, labels, count // 2, np.random.default_rng(DEV_SEED + 5))
+  result['operating_point'] = operating_point(non_digit_scores, scores, named, predictor.threshold)
+  result['operating_curve'] = operating_curve(non_digit_scores, scores, named)
   return result
+
+
+def pen_scores(predictor, images: np.ndarray, labels: np.ndarray, count: int,
+               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+  """Digit scores [count] of single digits written as the window's pen strokes and read through the
+  window's path, and whether the model's likeliest digit is the right one [count]. A digit read as
+  other than one part has score -inf: it is wrong at every threshold."""
+  from benchmarks import pen
+  from digitrec_jax.numbers import read_number
+  scores, named = [], []
+  for i in pen.pick(labels, images, rng, count):
+    parts = read_number(predictor, pen.compose(images[i:i + 1], rng)).digits
+    one = len(parts) == 1
+    scores.append(parts[0].digit_score if one else -np.inf)
+    named.append(one and int(np.argmax(parts[0].probs)) == labels[i])
+  return np.asarray(scores, np.float64), np.asarray(named)
+
+
+def operating_point(non_digit_scores: dict[str, np.ndarray], digit_scores: np.ndarray, named: np.ndarray,
+                    threshold: float) -> dict:
+  """At `threshold`: the share of the digits turned away, of each kind of non-digit turned away (score
+  below the threshold, as `decide` does), and of the digits named correctly."""
+  point = {'threshold': threshold, 'digits_turned_away': float(np.mean(digit_scores < threshold))}
+  point.update({f'{name}_rejected': float(np.mean(s < threshold)) for name, s in non_digit_scores.items()})
+  point['digits_named'] = float(np.mean(named & (digit_scores >= threshold)))
+  return point
+
+
+def operating_curve(non_digit_scores: dict[str, np.ndarray], digit_scores: np.ndarray, named: np.ndarray,
+                    shares: tuple[float, ...] = CURVE_SHARES) -> list[dict]:
+  """`operating_point` at the thresholds that turn away each share of the digits: the digit score with
+  that share of the digits below it (0 where more than that share are wrong at every threshold)."""
+  ordered = np.sort(digit_scores)
+  return [operating_point(non_digit_scores, digit_scores, named,
+                          max(float(ordered[min(int(share * len(ordered)), len(ordered) - 1)]), 0.0))
+          for share in shares]
 
 
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(prog='python -m benchmarks.dev', description=__doc__.splitlines()[0])
   parser.add_argument('--limit', type=int, default=None,
-                      help='numbers per length (default 80); 20x as many non-digits and digits, 5x photos')
+                      help='numbers per length (default 80); 20x as many non-digits and digits, 10x pen digits '
+                      'for the operating curve, 5x photos')
   parser.add_argument('--data-dir', default=os.environ.get('DIGITREC_DATA_DIR'))
   parser.add_argument('--checkpoint', default=None, help='run dir (default: the shipped model)')
   args = parser.parse_args(argv)

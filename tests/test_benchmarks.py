@@ -141,6 +141,12 @@ def test_dev_measures_use_validation_digits_and_count_each_reading_once(real_dat
   # The shipped model names validation digits as MNIST frames them, and turns most non-digits away.
   assert result['named'] >= 0.9 and 0 <= result['refit_turned_away'] <= 1 - result['refit_named']
   assert result['held_out_rejected'] >= 0.5 and result['training_kinds_rejected'] >= 0.5
+  # The curve: one point per share, each turning away at least as much of everything as the one before.
+  curve = result['operating_curve']
+  assert len(curve) == len(dev.CURVE_SHARES) and result['operating_point']['threshold'] == 0.5
+  for key in ('threshold', 'digits_turned_away', 'held_out_rejected', 'training_kinds_rejected'):
+    assert [p[key] for p in curve] == sorted(p[key] for p in curve)
+  assert all(0 <= p['digits_named'] <= 1 for p in curve)
   from benchmarks.numbers import miss_kind
   assert [miss_kind(got, '42') for got in ('42', '4', '?2', '47')] == ['right', 'wrong_count', 'turned_away', 'misread']
 
@@ -172,3 +178,23 @@ def test_pen_thins_to_lines_and_redraws_a_digit_with_the_window_pen():
   number = pen.compose(np.stack([(ring * 255).astype(np.uint8)] * 2), rng)
   xs = [np.mean([x for x, _ in s]) for s in number]
   assert xs[-1] > xs[0]
+
+
+def test_operating_curve_reads_each_kind_of_non_digit_where_a_share_of_digits_is_turned_away():
+  import numpy as np
+  from benchmarks.dev import operating_curve, operating_point
+  digits = np.concatenate([[-np.inf], np.arange(1, 100) / 100])  # One digit read as two parts.
+  named = np.arange(100) % 10 != 9  # Every tenth digit's likeliest class is wrong.
+  non_digits = {'a': np.array([0.0, 0.015, 0.02, 0.5, 0.9]), 'b': np.full(4, 0.025)}
+  curve = operating_curve(non_digits, digits, named, shares=(0.01, 0.02, 0.03))
+  assert [p['threshold'] for p in curve] == [0.01, 0.02, 0.03]
+  assert [p['digits_turned_away'] for p in curve] == [0.01, 0.02, 0.03]
+  assert [p['a_rejected'] for p in curve] == [0.2, 0.4, 0.6]
+  assert [p['b_rejected'] for p in curve] == [0.0, 0.0, 1.0]
+  # Named: the right class and not turned away; index 9 is wrong anyway, so each point loses one more.
+  assert [p['digits_named'] for p in curve] == [0.89, 0.88, 0.87]
+  assert operating_point(non_digits, digits, named, 0.5) == {
+      'threshold': 0.5, 'digits_turned_away': 0.5, 'a_rejected': 0.6, 'b_rejected': 1.0, 'digits_named': 0.45}
+  # Where more digits than the share are wrong at every threshold, the threshold is 0: no score is below it.
+  point, = operating_curve(non_digits, np.full(10, -np.inf), np.zeros(10, bool), shares=(0.5,))
+  assert point['threshold'] == 0.0 and point['digits_turned_away'] == 1.0 and point['a_rejected'] == 0.0
