@@ -78,26 +78,11 @@ def measure(data_dir: str | None, limit: int | None = None, predictor=None) -> d
                     **{k: counter[k] for k in ('right', *numbers_bench.MISSES)}}
   result.update(numbers_bench.measure_pen(images, labels, predictor, limit or 80, limit * 5 if limit else 1000,
                                           seed=DEV_SEED + 4))
-  scores, named = pen_scores(predictor, images, labels, count // 2, np.random.default_rng(DEV_SEED + 5))
+  scores, named = numbers_bench.pen_singles(predictor, images, labels, np.random.default_rng(DEV_SEED + 5),
+                                            count // 2)
   result['operating_point'] = operating_point(non_digit_scores, scores, named, predictor.threshold)
   result['operating_curve'] = operating_curve(non_digit_scores, scores, named)
   return result
-
-
-def pen_scores(predictor, images: np.ndarray, labels: np.ndarray, count: int,
-               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-  """Digit scores [count] of single digits written as the window's pen strokes and read through the
-  window's path, and whether the model's likeliest digit is the right one [count]. A digit read as
-  other than one part has score -inf: it is wrong at every threshold."""
-  from benchmarks import pen
-  from digitrec_jax.numbers import read_number
-  scores, named = [], []
-  for i in pen.pick(labels, images, rng, count):
-    parts = read_number(predictor, pen.compose(images[i:i + 1], rng)).digits
-    one = len(parts) == 1
-    scores.append(parts[0].digit_score if one else -np.inf)
-    named.append(one and int(np.argmax(parts[0].probs)) == labels[i])
-  return np.asarray(scores, np.float64), np.asarray(named)
 
 
 def operating_point(non_digit_scores: dict[str, np.ndarray], digit_scores: np.ndarray, named: np.ndarray,

@@ -180,15 +180,33 @@ def measure_pen(images: np.ndarray, labels: np.ndarray, predictor, per_length: i
       right += read_number(predictor, pen.compose(images[idx], rng)).text == ''.join(str(d) for d in labels[idx])
     by_length[str(length)] = right / per_length
   by_length['all'] = float(np.mean(list(by_length.values())))
-  texts = [(read_number(predictor, pen.compose(images[i:i + 1], rng)).text, str(labels[i]))
-           for i in pen.pick(labels, images, rng, singles)]
-  # Digits written small, 0.15-0.33 of the window's height: the window's pen is bold on them.
-  small = [(read_number(predictor, pen.compose(images[i:i + 1], rng, SMALL_HEIGHTS)).text, str(labels[i]))
-           for i in pen.pick(labels, images, rng, singles // 2)]
-  return {'pen': by_length, 'pen_single_digit': float(np.mean([t == truth for t, truth in texts])),
-          'pen_single_digit_turned_away': float(np.mean([t == '?' for t, _ in texts])),
-          'pen_small_digit': float(np.mean([t == truth for t, truth in small])),
-          'pen_small_digit_turned_away': float(np.mean([t == '?' for t, _ in small]))}
+  threshold = predictor.threshold
+  read = {'single': pen_singles(predictor, images, labels, rng, singles),
+          # Digits written small, 0.15-0.33 of the window's height: the window's pen is bold on them.
+          'small': pen_singles(predictor, images, labels, rng, singles // 2, SMALL_HEIGHTS)}
+  result = {'pen': by_length}
+  for name, (scores, named) in read.items():
+    result[f'pen_{name}_digit'] = float(np.mean(named & (scores >= threshold)))
+    result[f'pen_{name}_digit_turned_away'] = float(np.mean(np.isfinite(scores) & (scores < threshold)))
+  return result
+
+
+def pen_singles(predictor, images: np.ndarray, labels: np.ndarray, rng: np.random.Generator, count: int,
+                heights: tuple[float, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+  """`count` random digits of `images` written alone as the window's pen strokes (at `heights` of the
+  window, `benchmarks.pen`'s by default) and read through the window's path, `read_number`: each one's
+  digit score [count] (-inf where it reads as other than one part: wrong at every threshold), and
+  whether its likeliest digit is the right one [count]. Named correctly = right and the score at least
+  the threshold; turned away ('?') = a finite score under it."""
+  from benchmarks import pen
+  from digitrec_jax.numbers import read_number
+  scores, named = [], []
+  for i in pen.pick(labels, images, rng, count):
+    parts = read_number(predictor, pen.compose(images[i:i + 1], rng, heights or pen.HEIGHTS)).digits
+    one = len(parts) == 1
+    scores.append(parts[0].digit_score if one else -np.inf)
+    named.append(one and int(np.argmax(parts[0].probs)) == labels[i])
+  return np.asarray(scores, np.float64), np.asarray(named, bool)
 
 
 def main(argv: list[str] | None = None) -> int:

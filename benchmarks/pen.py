@@ -120,7 +120,10 @@ def digit_strokes(digit: np.ndarray) -> list[np.ndarray]:
   return [np.stack([(line[:, 1] - left) / height, (line[:, 0] - top) / height], -1) for line in lines]
 
 
-def compose(digits: np.ndarray, rng: np.random.Generator, heights: tuple[float, float] = (0.35, 0.6)) -> Strokes:
+HEIGHTS = (0.35, 0.6)  # Shares of the window's height a number is written at.
+
+
+def compose(digits: np.ndarray, rng: np.random.Generator, heights: tuple[float, float] = HEIGHTS) -> Strokes:
   """Window strokes (canvas units: the window's height is 1) of MNIST digits written left to right at
   random heights (a share of the window's, drawn from `heights`) and baselines, with random ink gaps,
   some of them small."""
