@@ -7,9 +7,9 @@ benchmarks never use:
 - "not a digit": the shares of held-out and training kinds of synthetic non-digits turned away;
 - validation digits named correctly as MNIST frames them, and cropped and fitted again by
   `preprocess_drawing` (as every drawing and every part of a number is), with the share turned away;
-- whole numbers of 2 to 6 validation digits, drawn and as photos, and single-digit photos
-  (`benchmarks.numbers`' generators), with the wrong ones counted by kind: a wrong number of digits,
-  a part turned away, or a digit misread;
+- whole numbers of 2 to 6 validation digits, drawn and as photos, and single-digit photos: plain, of a
+  sheet lying on a desk, and of a page partly in a shadow (`benchmarks.numbers`' generators), with the
+  wrong ones counted by kind: a wrong number of digits, a part turned away, or a digit misread;
 - numbers and single digits written as the window's pen strokes (`benchmarks.pen`), through the
   window's path;
 - the operating curve: both kinds of non-digits turned away at the thresholds where 2, 3 and 5% of
@@ -30,7 +30,7 @@ import numpy as np
 from benchmarks import numbers as numbers_bench
 from benchmarks.styles import crop_digit
 
-DEV_SEED = 7_700_001  # Never used by training, validation or the benchmarks; nor are the next five.
+DEV_SEED = 7_700_001  # Never used by training, validation or the benchmarks; nor are the next seven.
 # Shares of single pen-written digits turned away at which the operating curve is read.
 CURVE_SHARES = (0.02, 0.03, 0.05)
 
@@ -71,8 +71,14 @@ def measure(data_dir: str | None, limit: int | None = None, predictor=None) -> d
                           ('numbers_photo', numbers_bench.as_photo(ink, rng))):
         kinds[name][numbers_bench.miss_kind(read_number(predictor, image).text, truth)] += 1
   rng = np.random.default_rng(DEV_SEED + 3)
+  singles = limit * 5 if limit else 1000
   kinds['single_photo'] = collections.Counter(numbers_bench.singles_read(
-      predictor, images, labels, rng, limit * 5 if limit else 1000, numbers_bench.as_photo))
+      predictor, images, labels, rng, singles, numbers_bench.as_photo))
+  for name, scene, seed in (('single_desk', numbers_bench.on_desk, DEV_SEED + 6),
+                            ('single_shadow', numbers_bench.in_shadow, DEV_SEED + 7)):
+    kinds[name] = collections.Counter(numbers_bench.singles_read(
+        predictor, images, labels, np.random.default_rng(seed), singles // 2,
+        lambda ink, rng, scene=scene: numbers_bench.sheet_photo(ink, rng, scene)))
   for name, counter in kinds.items():
     result[name] = {'total': sum(counter.values()),
                     **{k: counter[k] for k in ('right', *numbers_bench.MISSES)}}

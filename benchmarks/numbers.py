@@ -4,7 +4,7 @@ Numbers of 2 to 6 digits made from MNIST test digits, drawn dark on a light canv
 scale: random gaps (some nearly touching), sizes and baselines. The same numbers are also rendered as
 photos: darker ink on light-grey or beige paper under an illumination gradient, with noise and JPEG
 compression; and single digits as photos, also written small on ruled or squared notebook pages, photographed
-straight or askew.
+straight or askew, on a sheet lying on a darker desk, or partly in a shadow with a sharp edge.
 Reports whole-number accuracy by length through `read_number`, the library's path for files. Other
 numbers, and single digits, are written as the window's pen strokes (`benchmarks.pen`: each digit's
 skeleton traced into strokes) and read as the window reads them; single digits also written small. A
@@ -55,8 +55,9 @@ def as_drawing(ink: np.ndarray) -> np.ndarray:
   return (255 * (1 - np.clip(ink, 0, 1))).astype(np.uint8)
 
 
-def as_photo(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-  """Ink on grey or beige paper, lit unevenly, with sensor noise and JPEG compression (RGB uint8)."""
+def as_photo(ink: np.ndarray, rng: np.random.Generator, scene=None) -> np.ndarray:
+  """Ink on grey or beige paper, lit unevenly, with sensor noise and JPEG compression (RGB uint8);
+  `scene(rgb, rng)`, if given, changes the lit page before the noise (`on_desk`, `in_shadow`)."""
   h, w = ink.shape
   paper = np.array([0.82, 0.8, 0.78]) if rng.random() < 0.5 else np.array([0.9, 0.84, 0.7])
   paper = paper * rng.uniform(0.8, 1.05)
@@ -65,6 +66,8 @@ def as_photo(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
   light = 1 + rng.uniform(0.1, 0.3) * ((xs - 0.5) * np.cos(angle) + (ys - 0.5) * np.sin(angle))
   strength = rng.uniform(0.55, 0.85)
   rgb = paper[None, None] * light[..., None] * (1 - strength * np.clip(ink, 0, 1)[..., None])
+  if scene is not None:
+    rgb = scene(rgb, rng)
   rgb = rgb + rng.normal(0, 0.02, rgb.shape)
   image = Image.fromarray((np.clip(rgb, 0, 1) * 255).astype(np.uint8))
   buffer = io.BytesIO()
@@ -86,6 +89,44 @@ def on_notebook_page(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     for at in np.arange(rng.uniform(0, gap), page.shape[1], gap).astype(int):
       lines[:, at:at + width] = faint
   return np.maximum(page, lines)
+
+
+def on_desk(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+  """A lit page [H, W, 3] as a sheet lying on a darker desk: the sheet a rectangle turned up to 15 degrees,
+  each of its sides in the photo with probability 0.6 (one at least), between the writing and the image's
+  edge; beyond them the desk, a darker tint of the same light (a fifth to three fifths as bright)."""
+  h, w, _ = rgb.shape
+  ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+  turn = np.radians(rng.uniform(-15, 15))
+  along = (xs - w / 2) * np.cos(turn) + (ys - h / 2) * np.sin(turn)
+  across = -(xs - w / 2) * np.sin(turn) + (ys - h / 2) * np.cos(turn)
+  shown = rng.random(4) < 0.6
+  shown[rng.integers(4)] = True
+  # The writing fills about the central half of each side (`sheet_photo` pads it by a half).
+  reach = np.where(shown, rng.uniform(0.58, 0.9, 4), 10.0)
+  sheet = ((along > -reach[0] * w / 2) & (along < reach[1] * w / 2)
+           & (across > -reach[2] * h / 2) & (across < reach[3] * h / 2))
+  tint = rng.uniform(0.2, 0.6) * rng.uniform(0.75, 1.0, 3)
+  return np.where(sheet[..., None], rgb, rgb * tint)
+
+
+def in_shadow(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+  """A lit page [H, W, 3] partly in a shadow: a half-plane at any angle, its edge up to a third of the short
+  side from the page's centre (through the writing or beside it) and blurred over 1-10 px, in which the
+  page is 30-60% darker."""
+  h, w, _ = rgb.shape
+  ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+  angle = rng.uniform(0, 2 * np.pi)
+  offset = rng.uniform(-1 / 3, 1 / 3) * min(h, w)
+  distance = (xs - w / 2) * np.cos(angle) + (ys - h / 2) * np.sin(angle) - offset
+  inside = 1 / (1 + np.exp(-np.clip(distance / rng.uniform(1, 10), -50, 50)))
+  return rgb * (1 - rng.uniform(0.3, 0.6) * inside)[..., None]
+
+
+def sheet_photo(ink: np.ndarray, rng: np.random.Generator, scene) -> np.ndarray:
+  """`ink` [H, W] on a page padded by half its size each way, photographed (`as_photo`) with `scene`."""
+  h, w = ink.shape
+  return as_photo(np.pad(ink, ((h // 2, h // 2), (w // 2, w // 2))), rng, scene)
 
 
 def tilted(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -159,6 +200,11 @@ def measure(data_dir: str | None, limit: int | None = None, predictor=None) -> d
   result['notebook_tilted_single_digit'] = _right(singles_read(
       predictor, images, labels, np.random.default_rng(SEED + 3), singles // 2,
       lambda ink, rng: as_photo(tilted(on_notebook_page(ink, rng), rng), rng)))
+  # A sheet photographed lying on a desk, and a page partly in a shadow with a sharp edge.
+  for name, scene, seed in (('desk', on_desk, SEED + 4), ('shadow', in_shadow, SEED + 5)):
+    result[f'{name}_single_digit'] = _right(singles_read(
+        predictor, images, labels, np.random.default_rng(seed), singles // 2,
+        lambda ink, rng, scene=scene: sheet_photo(ink, rng, scene)))
   result.update(numbers_per_length=per_length, single_digit_photos=singles, notebook_tilt_degrees=TILT, seed=SEED,
                 checkpoint=predictor.info['path'].split('checkpoints/')[-1])
   return result

@@ -253,6 +253,13 @@ def render_table(results: dict) -> str:
       lines.append(f'| same, the page photographed up to {nb["notebook_tilt_degrees"]:g}° askew '
                    f'({nb["single_digit_photos"] // 2:,}) '
                    f'| {nb["notebook_tilted_single_digit"]:.1%} | |')
+    if 'desk_single_digit' in nb:
+      lines += [
+          f'| same, a sheet lying on a darker desk (turned up to 15°; {nb["single_digit_photos"] // 2:,}) '
+          f'| {nb["desk_single_digit"]:.1%} | |',
+          f'| same, a page partly in a shadow with a sharp edge ({nb["single_digit_photos"] // 2:,}) '
+          f'| {nb["shadow_single_digit"]:.1%} | |',
+      ]
     if 'pen' in nb:
       pen_by_length = ', '.join(f'{n}: {nb["pen"][str(n)]:.0%}' for n in range(2, 7))
       lines += [

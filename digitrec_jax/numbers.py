@@ -4,10 +4,11 @@ reads each one with the Predictor.
 A drawing is first cut into pieces: the window's strokes, each drawn alone at its pixels in the whole
 drawing, or the connected components of an image's ink (`scipy.ndimage.label`: scipy already comes with
 jax, and its labelling handles 8-connectivity and sizes in C). Images are binarized against an estimate
-of the paper's own brightness (a large percentile filter, so shadows and gradients drop out, then Otsu's
-threshold on the darkness, less the faint straight lines of ruled or squared paper). From there both
-take one path: pieces that overlap horizontally are grouped (a 4 or a 5 drawn in two strokes, the
-separate top bar of a 5); a group is cut where the two sides read best (recognition-based
+of the paper's own brightness (a large percentile filter, so gradients and soft shadows drop out, and a
+grey closing for a sharp shadow or a desk reaching in from the image's edge; then Otsu's threshold on the
+darkness, less the faint straight lines of ruled or squared paper and the desk around a photographed
+sheet). From there both take one path: pieces that overlap horizontally are grouped (a 4 or a 5 drawn in
+two strokes, the separate top bar of a 5); a group is cut where the two sides read best (recognition-based
 segmentation): between its pieces when they stand side by side (two slanted digits whose boxes
 overlap), in an image at a low-ink column when it is too wide for one digit, and in window strokes only
 at a pen lift (strokes that touch are one piece, which keeps the order they were drawn in); weak neighbours
@@ -27,7 +28,7 @@ import numpy as np
 from PIL import Image
 
 from digitrec_jax.model import NOT_A_DIGIT
-from digitrec_jax.preprocess import RENDER_SIZE, Strokes, pen_width, preprocess_drawing, render_strokes
+from digitrec_jax.preprocess import INK_THRESHOLD, RENDER_SIZE, Strokes, pen_width, preprocess_drawing, render_strokes
 
 # Boxes overlapping by at least this share of the narrower one's width belong to one digit.
 MERGE_OVERLAP = 0.25
@@ -47,6 +48,21 @@ PAPER_SIDE = 64
 # first estimate stays).
 PAPER_INK = 0.02
 PAPER_CLEAR = 0.05
+# A shadow's sharp edge or a desk: the paper is also estimated by a grey closing, which keeps steps in the
+# light, and is the darker of the two estimates; but not inside ink larger than the closing's square (a
+# filled digit): where, away from the image's edges, the closing is SHADOW_DEPTH darker than most of the
+# paper (its 90th percentile) (`_shadow_paper`).
+SHADOW_DEPTH = 0.15
+# Ink at the image's edges, along them for at least AROUND_RUN of its own longest side or under AROUND_SMALL
+# of the size of the largest ink clear of them, while the rest of the ink keeps AROUND_MARGIN of the short
+# side clear of them, is the desk around a sheet photographed on it or a corner in a shadow
+# (`_around_the_page`).
+AROUND_RUN = 0.5
+AROUND_SMALL = 0.25
+AROUND_MARGIN = 0.05
+# Darkness is measured against the paper where it lies, or against this share of most of the paper's
+# brightness where that is less (a desk far darker than the sheet).
+DIM_PAPER = 0.4
 # Ruled and squared paper: a straight horizontal or vertical run of "ink" at least LINE_LENGTH of the
 # image's side and at most LINE_WIDTH of its short side thick, fainter than LINE_SHARE of the darkest ink,
 # is a printed line, not a stroke.
@@ -197,17 +213,24 @@ def ink_of_image(image: Image.Image | np.ndarray) -> np.ndarray:
 
   The paper's brightness is a high percentile of the brightness over a window a third of the image's
   short side (on a copy PAPER_SIDE pixels on its short side): strokes cover a minority of such a window,
-  so the estimate is the paper's, lit as it is there, and uneven light and shadows cancel. Where ink fills
-  much of the window (a bold or filled digit), the paper is estimated again from the pixels clear of that
-  ink. Ink is what Otsu's threshold finds darker than that; its soft edges are kept, as MNIST's strokes
-  have them. A light-on-dark image (as MNIST) is turned round first. An image over WORK_SIDE pixels on its
-  short side is read on a copy that size, and the map has the copy's shape.
+  so the estimate is the paper's, lit as it is there, and uneven light and soft shadows cancel. Where ink
+  fills much of the window (a bold or filled digit), the paper is estimated again from the pixels clear of
+  that ink. The paper is never brighter than a grey closing of the image, which follows a shadow's sharp
+  edge or the edge of a sheet on a desk (`_shadow_paper`); a desk along the image's edges around a sheet
+  is left out (`_around_the_page`). Ink is what Otsu's threshold finds darker than that; its soft edges are
+  kept, as MNIST's strokes have them. A light-on-dark image (as MNIST) is turned round first
+  (`_dark_strokes`). An image over WORK_SIDE pixels on its short side is read on a copy that size, and the
+  map has the copy's shape.
   """
   from scipy import ndimage
 
-  from digitrec_jax.preprocess import _to_grayscale, looks_inverted
-  inverted = looks_inverted(image)
-  gray = _to_grayscale(image, background=255 if inverted else 0)
+  from digitrec_jax.preprocess import _to_grayscale, has_alpha, looks_inverted
+  if has_alpha(image):  # The opaque pixels are the strokes.
+    inverted = looks_inverted(image)
+    gray = _to_grayscale(image, background=255 if inverted else 0)
+  else:
+    gray = _to_grayscale(image, background=255)
+    inverted = _dark_strokes(gray)
   if not inverted:
     gray = 1.0 - gray
   if min(gray.shape) > WORK_SIDE:
@@ -220,7 +243,8 @@ def ink_of_image(image: Image.Image | np.ndarray) -> np.ndarray:
   window = max(5, min(small.shape) // 3) | 1
   paper = ndimage.percentile_filter(small, PAPER_PERCENTILE, size=window, mode='nearest')
   paper = ndimage.uniform_filter(paper, size=max(3, window // 2), mode='nearest')  # No blocky edges.
-  dark = _darkness(gray, paper)
+  shadow = _shadow_paper(gray)
+  dark = _darkness(gray, paper, shadow)
   if dark.max() < MIN_CONTRAST:
     return np.zeros_like(dark)
   # Where ink fills most of the window (a bold or filled stroke), the percentile is the ink's own: its
@@ -231,12 +255,20 @@ def ink_of_image(image: Image.Image | np.ndarray) -> np.ndarray:
   weight = ndimage.gaussian_filter(clear.astype(np.float32), window / 2, mode='nearest')
   seen = ndimage.gaussian_filter(np.where(clear, small, 0.0).astype(np.float32), window / 2, mode='nearest')
   paper = np.where(weight > PAPER_CLEAR, seen / np.maximum(weight, PAPER_CLEAR), paper).astype(np.float32)
-  dark = _darkness(gray, paper)
+  dark = _darkness(gray, paper, shadow)
   if dark.max() < MIN_CONTRAST:
     return np.zeros_like(dark)
   threshold = max(_otsu(dark), MIN_CONTRAST)
   floor = threshold / 2
   core = dark >= threshold
+  # A desk or table around the sheet is darker than the paper along the image's edges: left out, and the
+  # threshold found again without it, when the rest of the ink lies clear of the edges.
+  around = _around_the_page(dark >= floor, core)
+  if around.any():
+    dark = np.where(around, 0.0, dark).astype(np.float32)
+    threshold = max(_otsu(dark), MIN_CONTRAST)
+    floor = threshold / 2
+    core = dark >= threshold
   # A page's ruled lines can outnumber a small digit's pixels and pull Otsu's threshold down to theirs.
   lines = _faint_lines(dark >= floor, dark, core)
   core &= ~lines
@@ -249,12 +281,70 @@ def ink_of_image(image: Image.Image | np.ndarray) -> np.ndarray:
   return np.where(rim, np.clip((dark - floor) / max(full - floor, 1e-3), 0.0, 1.0), 0.0).astype(np.float32)
 
 
-def _darkness(gray: np.ndarray, paper: np.ndarray) -> np.ndarray:
+def _shadow_paper(gray: np.ndarray) -> np.ndarray:
+  """The paper's brightness as a grey closing of `gray` follows it: by a square larger than any stroke, so
+  the strokes are filled in with the paper around them while a step in the light (a shadow's sharp edge,
+  the edge of the sheet on a desk) stays where it is. Inside ink larger than the square that the image's
+  edges do not cut (a filled digit), where the closing is SHADOW_DEPTH darker than most of the paper, it
+  is +inf: that ink keeps the smooth estimate."""
+  from scipy import ndimage
+  # Strokes are thinner than a third of the short side, or a sixth of the long one (a tightly cropped 1).
+  square = max(3, min(gray.shape) // 3, max(gray.shape) // 6) | 1
+  closed = ndimage.grey_closing(gray, size=(square, square), mode='nearest')
+  labels, n = ndimage.label(closed < (1 - SHADOW_DEPTH) * np.percentile(closed, 90))
+  edge = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+  inside = np.setdiff1d(np.arange(1, n + 1), edge)
+  if inside.size:
+    blots = ndimage.binary_dilation(np.isin(labels, inside), iterations=max(2, square // 16))
+    closed = np.where(blots, np.inf, closed)
+  return closed.astype(np.float32)
+
+
+def _around_the_page(mask: np.ndarray, core: np.ndarray) -> np.ndarray:
+  """The pixels of `mask` (all ink, rims included) in components that reach the image's edges and either lie
+  along them for at least AROUND_RUN of their own longest side (a desk or table around a sheet photographed
+  on it, a corner cut off by a shadow's edge) or are under AROUND_SMALL of the size of the largest one that
+  does not (a sliver of desk along the sheet's edge), when the rest of the ink's `core` keeps AROUND_MARGIN
+  of the short side clear of every edge; an empty mask otherwise. A digit that meets an edge with a stroke's
+  end stays, and digits cropped tightly come near the edges themselves and keep a bar that lies along one."""
+  from scipy import ndimage
+  labels, n = ndimage.label(mask, structure=np.ones((3, 3)))
+  contact = np.bincount(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]), minlength=n + 1)
+  contact[0] = 0
+  longest = np.array([0] + [max(s.stop - s.start for s in box) for box in ndimage.find_objects(labels)])
+  sizes = np.bincount(labels.ravel(), minlength=n + 1)
+  inner = sizes[1:][contact[1:] == 0]
+  if inner.size == 0:
+    return np.zeros_like(mask)
+  along = (contact > 0) & ((contact >= AROUND_RUN * longest) | (sizes < AROUND_SMALL * inner.max()))
+  around = np.isin(labels, np.flatnonzero(along))
+  rest = core & ~around
+  margin = max(1, int(AROUND_MARGIN * min(mask.shape)))
+  if not around.any() or not rest.any() or rest[margin:-margin, margin:-margin].sum() < rest.sum():
+    return np.zeros_like(mask)
+  return around
+
+
+def _dark_strokes(gray: np.ndarray) -> bool:
+  """Whether an image (brightness [H, W]) holds dark strokes on a light ground: a quarter of its border or
+  half of all its pixels are light. A shadow over most of the border, or a desk all round a sheet, leaves a
+  quarter of the border or the sheet light; MNIST's light strokes on black reach neither."""
+  border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+  return float(np.percentile(border, 75)) > 0.5 or float(np.median(gray)) > 0.5
+
+
+def _darkness(gray: np.ndarray, paper: np.ndarray, shadow: np.ndarray | None = None) -> np.ndarray:
   """How much darker than the paper each pixel is, as a share of the paper's brightness; `paper` is
-  estimated on a smaller copy and is scaled up to `gray`'s shape."""
+  estimated on a smaller copy and is scaled up to `gray`'s shape, and is no brighter than `shadow`
+  (`_shadow_paper`, at `gray`'s shape) where one is given."""
   paper = np.asarray(Image.fromarray(paper).resize(gray.shape[::-1], Image.Resampling.BILINEAR), np.float32)
+  if shadow is not None:
+    paper = np.minimum(paper, shadow)
   paper = np.maximum(paper, gray)  # Nothing is brighter than the paper it lies on.
-  return np.clip((paper - gray) / np.maximum(paper, 0.05), 0.0, 1.0)
+  # Relative to the paper lit as it is there, but never to less than DIM_PAPER of most of it: sensor noise
+  # on a dark desk is no ink.
+  least = max(0.05, DIM_PAPER * float(np.percentile(paper, 90)))
+  return np.clip((paper - gray) / np.maximum(paper, least), 0.0, 1.0)
 
 
 def _shrunk(gray: np.ndarray, scale: float) -> np.ndarray:
@@ -353,7 +443,9 @@ def _image_parts(ink: np.ndarray) -> list[tuple[Box, np.ndarray]]:
     return []
   sizes = ndimage.sum_labels(np.ones_like(ink), labels, index=np.arange(1, n + 1))
   slices = ndimage.find_objects(labels)
-  keep = [i for i in range(n) if sizes[i] >= SPECK * sizes.max()]
+  # A component fainter than preprocess_drawing's ink threshold all over would be a blank part.
+  strongest = ndimage.maximum(ink, labels, index=np.arange(1, n + 1))
+  keep = [i for i in range(n) if sizes[i] >= SPECK * sizes.max() and strongest[i] > INK_THRESHOLD]
   # Each component's own ink only, not a neighbour reaching into its box.
   return [((slices[i][1].start, slices[i][0].start, slices[i][1].stop, slices[i][0].stop),
            np.where(labels[slices[i]] == i + 1, ink[slices[i]], 0.0)) for i in keep]
@@ -490,7 +582,7 @@ def _split_touching(predictor, pieces: Sequence[tuple[Box, np.ndarray]], odds: f
   best, best_sides = whole + SPLIT_MARGIN, None
   for left_pieces, right_pieces, floor, alone_floor in candidates:
     sides = [_paste(left_pieces)[1], _paste(right_pieces)[1]]
-    if sides[0].max() <= 0 or sides[1].max() <= 0:
+    if sides[0].max() <= INK_THRESHOLD or sides[1].max() <= INK_THRESHOLD:
       continue
     readings = [_read(predictor, side) for side in sides]
     sure = min(_sureness(reading, predictor.threshold, odds) for reading in readings)

@@ -45,7 +45,7 @@ def _to_grayscale(image: Image.Image | np.ndarray, background: int) -> np.ndarra
     raise TypeError(f'expected a PIL image or a numpy array, got {type(image).__name__}')
   if image.width == 0 or image.height == 0:
     raise EmptyDrawingError('the image has no pixels')
-  if image.mode in ('RGBA', 'LA', 'PA') or (image.mode == 'P' and 'transparency' in image.info):
+  if has_alpha(image):
     rgba = image.convert('RGBA')
     flat = Image.new('RGBA', rgba.size, (background, background, background, 255))
     image = Image.alpha_composite(flat, rgba)
@@ -90,13 +90,18 @@ def render_strokes(strokes: Strokes, size: int = RENDER_SIZE, width: int | None 
   return image
 
 
+def has_alpha(image: Image.Image | np.ndarray) -> bool:
+  """Whether `image` is a PIL image with transparency (a numpy array's fourth channel is composited as is)."""
+  return isinstance(image, Image.Image) and (image.mode in ('RGBA', 'LA', 'PA')
+                                             or (image.mode == 'P' and 'transparency' in image.info))
+
+
 def looks_inverted(image: Image.Image | np.ndarray) -> bool:
   """Whether an image has a light background (dark strokes), judged by its border pixels.
 
   Where the border is transparent, the opaque pixels are the strokes: dark ones mean a light background.
   """
-  if isinstance(image, Image.Image) and (image.mode in ('RGBA', 'LA', 'PA')
-                                         or (image.mode == 'P' and 'transparency' in image.info)):
+  if has_alpha(image):
     rgba = np.asarray(image.convert('RGBA'), np.float32) / 255.0
     alpha = rgba[..., 3]
     border_alpha = np.concatenate([alpha[0], alpha[-1], alpha[:, 0], alpha[:, -1]])

@@ -26,6 +26,7 @@ def test_quick_suite_writes_every_figure(real_data_dir, tmp_path, monkeypatch, c
   assert 0 <= results['numbers']['pen_small_digit_turned_away'] <= 1 - results['numbers']['pen_small_digit']
   assert 0 <= results['numbers']['notebook_single_digit'] <= 1
   assert 0 <= results['numbers']['notebook_tilted_single_digit'] <= 1
+  assert 0 <= results['numbers']['desk_single_digit'] <= 1 and 0 <= results['numbers']['shadow_single_digit'] <= 1
   # Every wrong reading is counted once, by how it went wrong (--quick: 4 numbers per length, 20 photos).
   for kind in ('drawn', 'photo'):
     assert sum(results['numbers'][f'{kind}_misses'].values()) == round((1 - results['numbers'][kind]['all']) * 20)
@@ -135,9 +136,11 @@ def test_dev_measures_use_validation_digits_and_count_each_reading_once(real_dat
   from digitrec_jax import load_predictor
   result = dev.measure(real_data_dir, limit=2, predictor=load_predictor())
   assert result['seed'] == dev.DEV_SEED and result['digits'] == 40
-  for name in ('numbers_drawn', 'numbers_photo', 'single_photo'):
+  for name, total in (('numbers_drawn', 10), ('numbers_photo', 10), ('single_photo', 10), ('single_desk', 5),
+                      ('single_shadow', 5)):
     counts = result[name]
-    assert counts['total'] == 10 and sum(counts[k] for k in ('right', 'wrong_count', 'turned_away', 'misread')) == 10
+    assert counts['total'] == total
+    assert sum(counts[k] for k in ('right', 'wrong_count', 'turned_away', 'misread')) == total
   # The shipped model names validation digits as MNIST frames them, and turns most non-digits away.
   assert result['named'] >= 0.9 and 0 <= result['refit_turned_away'] <= 1 - result['refit_named']
   assert result['held_out_rejected'] >= 0.5 and result['training_kinds_rejected'] >= 0.5

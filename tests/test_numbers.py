@@ -357,6 +357,88 @@ def test_a_filled_digit_on_unevenly_lit_paper_is_ink_through_its_middle():
   assert ink[~ndimage.binary_dilation(inside, iterations=3)].max() == 0
 
 
+def _three_on_a_sheet(desk=0, shadow=None):
+  """A 3 in dark ink on a 480x640 photo of light paper (RGB uint8): `desk` pixels of a brown desk around the
+  sheet, or the part of the page right of column `shadow` in a shadow half as bright, its edge blurred."""
+  ink = Image.new('L', (640, 480), 0)
+  d = ImageDraw.Draw(ink)
+  d.arc((270, 150, 370, 250), -160, 90, fill=255, width=14)
+  d.arc((265, 240, 375, 350), -90, 160, fill=255, width=14)
+  rgb = np.empty((480, 640, 3), np.float32)
+  rgb[...] = (0.92, 0.9, 0.86)
+  if desk:
+    rgb[:desk], rgb[-desk:], rgb[:, :desk], rgb[:, -desk:] = [(0.35, 0.25, 0.18)] * 4
+  rgb *= 1 - 0.85 * np.asarray(ink, np.float32)[..., None] / 255
+  if shadow is not None:
+    rgb *= 1 - 0.45 / (1 + np.exp((shadow - np.arange(640)[None, :, None]) / 3))
+  rgb += np.random.default_rng(3).normal(0, 0.02, rgb.shape)
+  return (np.clip(rgb, 0, 1) * 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize('desk', [20, 60])
+def test_a_sheet_photographed_on_a_darker_desk_reads_its_digit(shipped, desk):
+  # The desk all round is the image's border: before, the image read as light ink on a dark ground (the
+  # sheet itself the ink) and then the desk as ink around the digit; both read '?'.
+  photo = _three_on_a_sheet(desk=desk)
+  ink = numbers.ink_of_image(photo)
+  assert ink[:desk + 20].max() == 0 and ink[:, :desk + 20].max() == 0 and ink[-desk - 20:].max() == 0
+  assert np.count_nonzero(ink[140:360, 255:385]) == np.count_nonzero(ink) > 0  # All the ink is the 3.
+  reading = numbers.read_number(shipped, photo)
+  assert reading.text == '3' and reading.confidence > 0.9
+
+
+@pytest.mark.parametrize('edge', [330, 450])
+def test_a_shadow_with_a_sharp_edge_is_paper_not_ink(shipped, edge):
+  # A shadow over the right of the page, its edge through the 3 or beside it: the smooth paper estimate
+  # (a third of the image wide) is too bright inside it, which read the shadowed paper as ink: '?'.
+  photo = _three_on_a_sheet(shadow=edge)
+  ink = numbers.ink_of_image(photo)
+  assert ink[:, 400:].max() == 0 if edge == 330 else ink[:, 390:].max() == 0
+  assert np.count_nonzero(ink[140:360, 255:385]) == np.count_nonzero(ink) > 0  # All the ink is the 3.
+  reading = numbers.read_number(shipped, photo)
+  assert reading.text == '3' and reading.confidence > 0.9
+
+
+def test_strokes_are_dark_on_light_unless_the_border_and_most_of_the_image_are_dark():
+  mnist_like = np.zeros((28, 28), np.float32)
+  mnist_like[6:22, 12:16] = 1.0  # A light 1 on black.
+  assert not numbers._dark_strokes(mnist_like)
+  sheet = np.full((100, 100), 0.3, np.float32)
+  sheet[10:90, 10:90] = 0.9  # A light sheet on a dark desk, all round: the border is dark, most pixels light.
+  assert numbers._dark_strokes(sheet)
+  shaded = np.full((100, 100), 0.9, np.float32)
+  shaded[:, 30:] = 0.4  # A shadow over most of the page: the light third still holds a quarter of the border.
+  assert numbers._dark_strokes(shaded)
+  assert numbers._dark_strokes(np.full((10, 10), 0.7, np.float32))  # A blank sheet.
+
+
+def test_a_tightly_cropped_bold_one_and_two_digits_at_the_edges_keep_their_ink():
+  # Strokes thicker than a third of the short side stay ink: the closing's square also spans a sixth of the
+  # long side, so a bold 1 cropped to its stroke is no shadow.
+  one = np.full((160, 40), 235, np.uint8)
+  one[:, 12:30] = 25
+  assert numbers.ink_of_image(one)[5:155, 14:28].min() > 0.5
+  # A 7 whose bar lies along the top edge and meets the right one, beside a 1 near the edges too: digits
+  # cropped tightly, not a desk around a sheet (that needs the rest of the ink clear of the edges).
+  seventeen = np.full((120, 150), 235, np.uint8)
+  seventeen[4:116, 4:16] = 25  # The 1, 4 px from the top, bottom and left edges.
+  seventeen[0:12, 60:150] = 25  # The 7's bar, along the top edge for 90 px (three quarters of the short side).
+  for y in range(12, 120):
+    x = int(140 - (y - 12) * 0.5)
+    seventeen[y, x - 6:x + 6] = 25
+  ink = numbers.ink_of_image(seventeen)
+  assert ink[2:10, 65:145].min() > 0.5 and ink[10:110, 6:14].min() > 0.5
+
+
+def test_a_component_fainter_than_the_ink_threshold_is_no_part():
+  # It would reach preprocess_drawing as a blank image (EmptyDrawingError) and stop the whole reading.
+  ink = np.zeros((100, 200), np.float32)
+  ink[20:80, 20:40] = 0.9
+  ink[20:80, 120:140] = 0.08
+  parts = numbers._image_parts(ink)
+  assert [box for box, _ in parts] == [(20, 20, 40, 80)]
+
+
 def test_a_large_photo_is_read_on_a_smaller_copy_with_boxes_in_its_own_pixels(shipped):
   # The squared-paper 3, and the same photo at 4x (2,400 px): read on a WORK_SIDE copy, the same answer,
   # with the box in the large photo's pixels.
