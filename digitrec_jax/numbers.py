@@ -53,13 +53,18 @@ PAPER_CLEAR = 0.05
 # filled digit): where, away from the image's edges, the closing is SHADOW_DEPTH darker than most of the
 # paper (its 90th percentile) (`_shadow_paper`).
 SHADOW_DEPTH = 0.15
-# Ink at the image's edges, along them for at least AROUND_RUN of its own longest side or under AROUND_SMALL
-# of the size of the largest ink clear of them, while the rest of the ink keeps AROUND_MARGIN of the short
-# side clear of them, is the desk around a sheet photographed on it or a corner in a shadow
+# Ink within AROUND_MARGIN of the short side of the image's edges, along them for at least AROUND_RUN of its
+# own longest side or under AROUND_SMALL of the size of the largest ink clear of that margin, while the rest
+# of the ink is clear of it, is the desk around a sheet photographed on it or a corner in a shadow
 # (`_around_the_page`).
 AROUND_RUN = 0.5
 AROUND_SMALL = 0.25
 AROUND_MARGIN = 0.05
+# Images this many pixels or more on their short side may be photos of a sheet, with a shadow or a desk along
+# their border; a light region SHEET_SHARE of such an image, thicker than any stroke, is a sheet, and the
+# strokes are dark on it (`_dark_strokes`).
+PHOTO_SIDE = 100
+SHEET_SHARE = 0.15
 # Darkness is measured against the paper where it lies, or against this share of most of the paper's
 # brightness where that is less (a desk far darker than the sheet).
 DIM_PAPER = 0.4
@@ -301,36 +306,54 @@ def _shadow_paper(gray: np.ndarray) -> np.ndarray:
 
 
 def _around_the_page(mask: np.ndarray, core: np.ndarray) -> np.ndarray:
-  """The pixels of `mask` (all ink, rims included) in components that reach the image's edges and either lie
-  along them for at least AROUND_RUN of their own longest side (a desk or table around a sheet photographed
-  on it, a corner cut off by a shadow's edge) or are under AROUND_SMALL of the size of the largest one that
-  does not (a sliver of desk along the sheet's edge), when the rest of the ink's `core` keeps AROUND_MARGIN
-  of the short side clear of every edge; an empty mask otherwise. A digit that meets an edge with a stroke's
-  end stays, and digits cropped tightly come near the edges themselves and keep a bar that lies along one."""
+  """The pixels of `mask` (all ink, rims included) in components within AROUND_MARGIN of the short side of
+  the image's edges that either lie along the edges for at least AROUND_RUN of their own longest side (a
+  desk or table around a sheet photographed on it, a corner cut off by a shadow's edge) or are under
+  AROUND_SMALL of the size of the largest component clear of that margin (a sliver of desk along the
+  sheet's edge), when the rest of the ink's `core` is clear of the margin; an empty mask otherwise. A
+  digit that meets an edge with a stroke's end stays, and digits cropped tightly come near the edges
+  themselves and keep a bar that lies along one."""
   from scipy import ndimage
   labels, n = ndimage.label(mask, structure=np.ones((3, 3)))
+  margin = max(1, int(AROUND_MARGIN * min(mask.shape)))
+  band = np.ones_like(mask)
+  band[margin:-margin, margin:-margin] = False
+  near = np.bincount(labels[band], minlength=n + 1) > 0
   contact = np.bincount(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]), minlength=n + 1)
-  contact[0] = 0
   longest = np.array([0] + [max(s.stop - s.start for s in box) for box in ndimage.find_objects(labels)])
   sizes = np.bincount(labels.ravel(), minlength=n + 1)
-  inner = sizes[1:][contact[1:] == 0]
+  near[0] = False
+  inner = sizes[1:][~near[1:]]
   if inner.size == 0:
     return np.zeros_like(mask)
-  along = (contact > 0) & ((contact >= AROUND_RUN * longest) | (sizes < AROUND_SMALL * inner.max()))
-  around = np.isin(labels, np.flatnonzero(along))
+  around = np.isin(labels, np.flatnonzero(
+      near & ((contact >= AROUND_RUN * longest) | (sizes < AROUND_SMALL * inner.max()))))
   rest = core & ~around
-  margin = max(1, int(AROUND_MARGIN * min(mask.shape)))
-  if not around.any() or not rest.any() or rest[margin:-margin, margin:-margin].sum() < rest.sum():
+  if not around.any() or (rest & band).any():
     return np.zeros_like(mask)
   return around
 
 
 def _dark_strokes(gray: np.ndarray) -> bool:
-  """Whether an image (brightness [H, W]) holds dark strokes on a light ground: a quarter of its border or
-  half of all its pixels are light. A shadow over most of the border, or a desk all round a sheet, leaves a
-  quarter of the border or the sheet light; MNIST's light strokes on black reach neither."""
+  """Whether an image (brightness [H, W]) holds dark strokes on a light ground: half of its border is light,
+  or, in an image PHOTO_SIDE pixels or more on its short side, a quarter of its border or half of all its
+  pixels are light, or a light region thicker than any stroke covers SHEET_SHARE of it (a sheet
+  photographed on a desk: a square a third of the short side fits in it, on a copy PAPER_SIDE pixels on
+  its short side). A shadow over most of a photo's border, or a desk all round a sheet, leaves one of these
+  light. A smaller image is a digit's crop, judged by its border alone: a bold light digit cropped tightly
+  on black has light all round its border and fills half of it."""
+  from scipy import ndimage
   border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-  return float(np.percentile(border, 75)) > 0.5 or float(np.median(gray)) > 0.5
+  if float(np.median(border)) > 0.5:
+    return True
+  if min(gray.shape) < PHOTO_SIDE:
+    return False
+  if float(np.percentile(border, 75)) > 0.5 or float(np.median(gray)) > 0.5:
+    return True
+  small = _shrunk(gray, min(1.0, PAPER_SIDE / min(gray.shape)))
+  square = max(3, min(small.shape) // 3)
+  sheet = ndimage.binary_opening(small > max(_otsu(small), 0.5), structure=np.ones((square, square)))
+  return float(sheet.mean()) >= SHEET_SHARE
 
 
 def _darkness(gray: np.ndarray, paper: np.ndarray, shadow: np.ndarray | None = None) -> np.ndarray:

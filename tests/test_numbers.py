@@ -410,6 +410,16 @@ def test_strokes_are_dark_on_light_unless_the_border_and_most_of_the_image_are_d
   shaded[:, 30:] = 0.4  # A shadow over most of the page: the light third still holds a quarter of the border.
   assert numbers._dark_strokes(shaded)
   assert numbers._dark_strokes(np.full((10, 10), 0.7, np.float32))  # A blank sheet.
+  small_sheet = np.full((200, 300), 0.25, np.float32)
+  small_sheet[30:170, 40:240] = 0.85  # Under half of the photo, the desk all round: its thickness tells.
+  small_sheet[80:120, 150:156] = 0.1  # A stroke on it.
+  assert numbers._dark_strokes(small_sheet)
+  # A bold light digit cropped tightly on black (under PHOTO_SIDE): light over much of its border and
+  # most of its pixels, and still light on dark.
+  bold = np.zeros((40, 30), np.float32)
+  bold[:, 4:26] = 1.0
+  bold[8:32, 12:18] = 0.0
+  assert not numbers._dark_strokes(bold)
 
 
 def test_a_tightly_cropped_bold_one_and_two_digits_at_the_edges_keep_their_ink():
