@@ -266,16 +266,18 @@ def ink_of_image(image: Image.Image | np.ndarray) -> np.ndarray:
   threshold = max(_otsu(dark), MIN_CONTRAST)
   floor = threshold / 2
   core = dark >= threshold
+  # A page's ruled lines can outnumber a small digit's pixels and pull Otsu's threshold down to theirs.
+  lines = _faint_lines(dark >= floor, dark, core) if core.any() else np.zeros_like(core)
   # A desk or table around the sheet is darker than the paper along the image's edges: left out, and the
-  # threshold found again without it, when the rest of the ink lies clear of the edges.
-  around = _around_the_page(dark >= floor, core)
+  # threshold found again without it, when the rest of the ink lies clear of the edges. (Without the
+  # page's lines: a digit that touches the squares of squared paper is one component with them.)
+  around = _around_the_page((dark >= floor) & ~lines, core & ~lines)
   if around.any():
     dark = np.where(around, 0.0, dark).astype(np.float32)
     threshold = max(_otsu(dark), MIN_CONTRAST)
     floor = threshold / 2
     core = dark >= threshold
-  # A page's ruled lines can outnumber a small digit's pixels and pull Otsu's threshold down to theirs.
-  lines = _faint_lines(dark >= floor, dark, core)
+    lines = _faint_lines(dark >= floor, dark, core) if core.any() else lines
   core &= ~lines
   if not core.any():
     return np.zeros_like(dark)
@@ -329,7 +331,7 @@ def _around_the_page(mask: np.ndarray, core: np.ndarray) -> np.ndarray:
   around = np.isin(labels, np.flatnonzero(
       near & ((contact >= AROUND_RUN * longest) | (sizes < AROUND_SMALL * inner.max()))))
   rest = core & ~around
-  if not around.any() or (rest & band).any():
+  if not around.any() or not rest.any() or (rest & band).any():
     return np.zeros_like(mask)
   return around
 

@@ -301,7 +301,7 @@ def test_a_stray_short_stroke_beside_a_digit_joins_it(shipped):
   assert numbers.read_number(shipped, ONE + _shifted(FIVE, 0.2) + _shifted(mark, 0.2)).text == '15'
 
 
-def _small_three_on_squared_paper(cell=60, size=600, tilt=0.0):
+def _small_three_on_squared_paper(cell=60, size=600, tilt=0.0, line_tint=(0.7, 0.78, 0.95)):
   """A 3 a fifth of the page high in dark ink, on paper with faint blue-grey squares, as a phone photo of a
   notebook gives (RGB uint8); the squares `tilt` degrees askew, as on a page photographed at a slant."""
   ink = Image.new('L', (size, size), 0)
@@ -312,7 +312,7 @@ def _small_three_on_squared_paper(cell=60, size=600, tilt=0.0):
   rows, cols = np.mgrid[0:size, 0:size]
   slope = np.tan(np.radians(tilt))
   for along, across in ((rows, cols), (cols, -rows)):  # Two-pixel lines, some crossing the 3.
-    rgb[(np.floor(along - across * slope) - cell // 2) % cell < 2] *= (0.7, 0.78, 0.95)
+    rgb[(np.floor(along - across * slope) - cell // 2) % cell < 2] *= line_tint
   rgb *= 1 - 0.85 * np.asarray(ink, np.float32)[..., None] / 255
   rgb += np.random.default_rng(2).normal(0, 0.015, rgb.shape)
   return (np.clip(rgb, 0, 1) * 255).astype(np.uint8)
@@ -330,6 +330,30 @@ def test_the_lines_of_squared_paper_are_not_ink(shipped, tilt):
   # everywhere: this photo read '?'. The same 3 on plain paper reads the same as on squared paper.
   plain = numbers.read_number(shipped, _small_three_on_squared_paper(cell=10_000, tilt=tilt))
   assert plain.text == '3' and abs(plain.confidence - reading.confidence) < 0.05
+
+
+def test_ink_along_the_edges_is_no_desk_when_it_holds_all_the_writing():
+  # A band along the left edge with a digit-sized block joined to it, and nothing else: leaving it out would
+  # leave no ink at all (the notebook benchmark then raised IndexError, on squares that a 5 touched).
+  mask = np.zeros((100, 100), bool)
+  mask[:, :3] = True
+  mask[40:60, 3:30] = True
+  core = np.zeros_like(mask)
+  core[40:60, 3:30] = True
+  mask[70:72, 70:72] = True  # A faint speck clear of the edges, under Otsu's threshold: no core.
+  assert not numbers._around_the_page(mask, core).any()
+  # With writing clear of the margin, the band and what it holds are the desk.
+  mask[40:60, 50:70] = core[40:60, 50:70] = True
+  assert numbers._around_the_page(mask, core).sum() == 100 * 3 + 20 * 27
+
+
+def test_a_digit_touching_the_squares_of_squared_paper_beside_a_dash_reads_as_the_digit(shipped):
+  # The squares reach every edge and the 3 touches them; the desk rule is judged without the page's lines.
+  photo = _small_three_on_squared_paper(line_tint=(0.6, 0.6, 0.6))  # Squares printed darker.
+  photo[290:300, 345:375] = (35, 35, 35)
+  ink = numbers.ink_of_image(photo)
+  assert ink[240:380, 256:334].sum() > 0.5 * ink.sum() > 0
+  assert numbers.read_number(shipped, photo).text == '3'
 
 
 def test_a_bar_across_the_whole_image_stays_when_it_is_as_dark_as_the_strokes():
