@@ -288,6 +288,11 @@ def ink_of_image(image: Image.Image | np.ndarray) -> np.ndarray:
   return np.where(rim, np.clip((dark - floor) / max(full - floor, 1e-3), 0.0, 1.0), 0.0).astype(np.float32)
 
 
+def _border(array: np.ndarray) -> np.ndarray:
+  """The values along an image's four edges (the corners twice)."""
+  return np.concatenate([array[0], array[-1], array[:, 0], array[:, -1]])
+
+
 def _shadow_paper(gray: np.ndarray) -> np.ndarray:
   """The paper's brightness as a grey closing of `gray` follows it: by a square larger than any stroke, so
   the strokes are filled in with the paper around them while a step in the light (a shadow's sharp edge,
@@ -299,7 +304,7 @@ def _shadow_paper(gray: np.ndarray) -> np.ndarray:
   square = max(3, min(gray.shape) // 3, max(gray.shape) // 6) | 1
   closed = ndimage.grey_closing(gray, size=(square, square), mode='nearest')
   labels, n = ndimage.label(closed < (1 - SHADOW_DEPTH) * np.percentile(closed, 90))
-  edge = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+  edge = _border(labels)
   inside = np.setdiff1d(np.arange(1, n + 1), edge)
   if inside.size:
     blots = ndimage.binary_dilation(np.isin(labels, inside), iterations=max(2, square // 16))
@@ -321,7 +326,7 @@ def _around_the_page(mask: np.ndarray, core: np.ndarray) -> np.ndarray:
   band = np.ones_like(mask)
   band[margin:-margin, margin:-margin] = False
   near = np.bincount(labels[band], minlength=n + 1) > 0
-  contact = np.bincount(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]), minlength=n + 1)
+  contact = np.bincount(_border(labels), minlength=n + 1)
   longest = np.array([0] + [max(s.stop - s.start for s in box) for box in ndimage.find_objects(labels)])
   sizes = np.bincount(labels.ravel(), minlength=n + 1)
   near[0] = False
@@ -345,7 +350,7 @@ def _dark_strokes(gray: np.ndarray) -> bool:
   light. A smaller image is a digit's crop, judged by its border alone: a bold light digit cropped tightly
   on black has light all round its border and fills half of it."""
   from scipy import ndimage
-  border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+  border = _border(gray)
   if float(np.median(border)) > 0.5:
     return True
   if min(gray.shape) < PHOTO_SIDE:
