@@ -8,8 +8,9 @@ benchmarks never use:
 - validation digits named correctly as MNIST frames them, and cropped and fitted again by
   `preprocess_drawing` (as every drawing and every part of a number is), with the share turned away;
 - whole numbers of 2 to 6 validation digits, drawn and as photos, and single-digit photos: plain, of a
-  sheet lying on a desk, and of a page partly in a shadow (`benchmarks.numbers`' generators), with the
-  wrong ones counted by kind: a wrong number of digits, a part turned away, or a digit misread;
+  sheet lying on a desk, of a page partly in a shadow, and written small on a notebook page photographed
+  straight or askew (`benchmarks.numbers`' generators), with the wrong ones counted by kind: a wrong
+  number of digits, a part turned away, or a digit misread;
 - numbers and single digits written as the window's pen strokes (`benchmarks.pen`), through the
   window's path;
 - the operating curve: both kinds of non-digits turned away at the thresholds where 2, 3 and 5% of
@@ -30,7 +31,7 @@ import numpy as np
 from benchmarks import numbers as numbers_bench
 from benchmarks.styles import crop_digit
 
-DEV_SEED = 7_700_001  # Never used by training, validation or the benchmarks; nor are the next seven.
+DEV_SEED = 7_700_001  # Never used by training, validation or the benchmarks; nor are the next nine.
 # Shares of single pen-written digits turned away at which the operating curve is read.
 CURVE_SHARES = (0.02, 0.03, 0.05)
 
@@ -74,11 +75,16 @@ def measure(data_dir: str | None, limit: int | None = None, predictor=None) -> d
   singles = limit * 5 if limit else 1000
   kinds['single_photo'] = collections.Counter(numbers_bench.singles_read(
       predictor, images, labels, rng, singles, numbers_bench.as_photo))
-  for name, scene, seed in (('single_desk', numbers_bench.on_desk, DEV_SEED + 6),
-                            ('single_shadow', numbers_bench.in_shadow, DEV_SEED + 7)):
+  photographs = {
+      'single_desk': (lambda ink, rng: numbers_bench.sheet_photo(ink, rng, numbers_bench.on_desk), DEV_SEED + 6),
+      'single_shadow': (lambda ink, rng: numbers_bench.sheet_photo(ink, rng, numbers_bench.in_shadow), DEV_SEED + 7),
+      'single_notebook': (lambda ink, rng: numbers_bench.as_photo(numbers_bench.on_notebook_page(ink, rng), rng),
+                          DEV_SEED + 8),
+      'single_notebook_tilted': (lambda ink, rng: numbers_bench.as_photo(
+          numbers_bench.tilted(numbers_bench.on_notebook_page(ink, rng), rng), rng), DEV_SEED + 9)}
+  for name, (photograph, seed) in photographs.items():
     kinds[name] = collections.Counter(numbers_bench.singles_read(
-        predictor, images, labels, np.random.default_rng(seed), singles // 2,
-        lambda ink, rng, scene=scene: numbers_bench.sheet_photo(ink, rng, scene)))
+        predictor, images, labels, np.random.default_rng(seed), singles // 2, photograph))
   for name, counter in kinds.items():
     result[name] = {'total': sum(counter.values()),
                     **{k: counter[k] for k in ('right', *numbers_bench.MISSES)}}

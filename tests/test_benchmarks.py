@@ -137,7 +137,7 @@ def test_dev_measures_use_validation_digits_and_count_each_reading_once(real_dat
   result = dev.measure(real_data_dir, limit=2, predictor=load_predictor())
   assert result['seed'] == dev.DEV_SEED and result['digits'] == 40
   for name, total in (('numbers_drawn', 10), ('numbers_photo', 10), ('single_photo', 10), ('single_desk', 5),
-                      ('single_shadow', 5)):
+                      ('single_shadow', 5), ('single_notebook', 5), ('single_notebook_tilted', 5)):
     counts = result[name]
     assert counts['total'] == total
     assert sum(counts[k] for k in ('right', 'wrong_count', 'turned_away', 'misread')) == total
