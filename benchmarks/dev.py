@@ -75,16 +75,10 @@ def measure(data_dir: str | None, limit: int | None = None, predictor=None) -> d
   singles = limit * 5 if limit else 1000
   kinds['single_photo'] = collections.Counter(numbers_bench.singles_read(
       predictor, images, labels, rng, singles, numbers_bench.as_photo))
-  photographs = {
-      'single_desk': (lambda ink, rng: numbers_bench.sheet_photo(ink, rng, numbers_bench.on_desk), DEV_SEED + 6),
-      'single_shadow': (lambda ink, rng: numbers_bench.sheet_photo(ink, rng, numbers_bench.in_shadow), DEV_SEED + 7),
-      'single_notebook': (lambda ink, rng: numbers_bench.as_photo(numbers_bench.on_notebook_page(ink, rng), rng),
-                          DEV_SEED + 8),
-      'single_notebook_tilted': (lambda ink, rng: numbers_bench.as_photo(
-          numbers_bench.tilted(numbers_bench.on_notebook_page(ink, rng), rng), rng), DEV_SEED + 9)}
-  for name, (photograph, seed) in photographs.items():
-    kinds[name] = collections.Counter(numbers_bench.singles_read(
-        predictor, images, labels, np.random.default_rng(seed), singles // 2, photograph))
+  for name, offset in (('desk', 6), ('shadow', 7), ('notebook', 8), ('notebook_tilted', 9)):
+    kinds[f'single_{name}'] = collections.Counter(numbers_bench.singles_read(
+        predictor, images, labels, np.random.default_rng(DEV_SEED + offset), singles // 2,
+        numbers_bench.SCENES[name]))
   for name, counter in kinds.items():
     result[name] = {'total': sum(counter.values()),
                     **{k: counter[k] for k in ('right', *numbers_bench.MISSES)}}

@@ -129,6 +129,29 @@ def sheet_photo(ink: np.ndarray, rng: np.random.Generator, scene) -> np.ndarray:
   return as_photo(np.pad(ink, ((h // 2, h // 2), (w // 2, w // 2))), rng, scene)
 
 
+def notebook_photo(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+  return as_photo(on_notebook_page(ink, rng), rng)
+
+
+def tilted_notebook_photo(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+  """The same kind of page photographed askew, as a phone held by hand takes it."""
+  return as_photo(tilted(on_notebook_page(ink, rng), rng), rng)
+
+
+def desk_photo(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+  return sheet_photo(ink, rng, on_desk)
+
+
+def shadow_photo(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+  return sheet_photo(ink, rng, in_shadow)
+
+
+# The scenes single digits are photographed in besides plain paper, each `photograph(ink, rng)` for
+# `singles_read`; `measure` reads them at SEED + 2, 3, 4, 5 in this order.
+SCENES = {'notebook': notebook_photo, 'notebook_tilted': tilted_notebook_photo, 'desk': desk_photo,
+          'shadow': shadow_photo}
+
+
 def tilted(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
   """Ink [H, W] turned by up to TILT degrees either way (the whole turned page, corners left blank)."""
   angle = rng.uniform(-TILT, TILT)
@@ -193,18 +216,9 @@ def measure(data_dir: str | None, limit: int | None = None, predictor=None) -> d
   result['photo_single_digit'] = _right(single_kinds)
   result['photo_single_digit_misses'] = _misses(single_kinds)
   result.update(measure_pen(images, labels, predictor, per_length, singles))
-  result['notebook_single_digit'] = _right(singles_read(
-      predictor, images, labels, np.random.default_rng(SEED + 2), singles // 2,
-      lambda ink, rng: as_photo(on_notebook_page(ink, rng), rng)))
-  # The same kind of page photographed askew, as a phone held by hand takes it.
-  result['notebook_tilted_single_digit'] = _right(singles_read(
-      predictor, images, labels, np.random.default_rng(SEED + 3), singles // 2,
-      lambda ink, rng: as_photo(tilted(on_notebook_page(ink, rng), rng), rng)))
-  # A sheet photographed lying on a desk, and a page partly in a shadow with a sharp edge.
-  for name, scene, seed in (('desk', on_desk, SEED + 4), ('shadow', in_shadow, SEED + 5)):
+  for offset, (name, photograph) in enumerate(SCENES.items(), 2):
     result[f'{name}_single_digit'] = _right(singles_read(
-        predictor, images, labels, np.random.default_rng(seed), singles // 2,
-        lambda ink, rng, scene=scene: sheet_photo(ink, rng, scene)))
+        predictor, images, labels, np.random.default_rng(SEED + offset), singles // 2, photograph))
   result.update(numbers_per_length=per_length, single_digit_photos=singles, notebook_tilt_degrees=TILT, seed=SEED,
                 checkpoint=predictor.info['path'].split('checkpoints/')[-1])
   return result

@@ -363,13 +363,12 @@ def _dark_strokes(gray: np.ndarray) -> bool:
   return float(sheet.mean()) >= SHEET_SHARE
 
 
-def _darkness(gray: np.ndarray, paper: np.ndarray, shadow: np.ndarray | None = None) -> np.ndarray:
+def _darkness(gray: np.ndarray, paper: np.ndarray, shadow: np.ndarray) -> np.ndarray:
   """How much darker than the paper each pixel is, as a share of the paper's brightness; `paper` is
   estimated on a smaller copy and is scaled up to `gray`'s shape, and is no brighter than `shadow`
-  (`_shadow_paper`, at `gray`'s shape) where one is given."""
-  paper = np.asarray(Image.fromarray(paper).resize(gray.shape[::-1], Image.Resampling.BILINEAR), np.float32)
-  if shadow is not None:
-    paper = np.minimum(paper, shadow)
+  (`_shadow_paper`, at `gray`'s shape)."""
+  paper = np.minimum(
+      np.asarray(Image.fromarray(paper).resize(gray.shape[::-1], Image.Resampling.BILINEAR), np.float32), shadow)
   paper = np.maximum(paper, gray)  # Nothing is brighter than the paper it lies on.
   # Relative to the paper lit as it is there, but never to less than DIM_PAPER of most of it: sensor noise
   # on a dark desk is no ink.
