@@ -32,19 +32,38 @@ Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
 
 
-def compiler_options() -> dict[str, Any] | None:
-  """XLA options of the training programs: on CPU, LLVM at optimization level 1 instead of 3.
+def compiler_options(**cpu_options: Any) -> dict[str, Any] | None:
+  """XLA options of the training programs: on CPU, LLVM at optimization level 1 instead of 3, plus
+  `cpu_options`; None elsewhere.
 
   Measured here (benchmarks/README.md): the programs compile in about half the time (the fast preset's
   init 0.7 s against 1.8 s) and train as fast or faster (fast preset 12,300 against 11,100 images/s,
-  best 441 against 417); level 0 halves the speed.
+  best 441 against 417); level 0 halves the speed. They only make things faster, and XLA's options come
+  and go between jaxlib releases (0.11 dropped `xla_cpu_use_fusion_emitters`), so an option that this
+  jaxlib does not know is left out rather than failing every compile.
   """
-  return {'xla_backend_optimization_level': 1} if jax.default_backend() == 'cpu' else None
+  if jax.default_backend() != 'cpu':
+    return None
+  options = {'xla_backend_optimization_level': 1, **cpu_options}
+  return {name: value for name, value in options.items() if _known_option(name, value)}
+
+
+@functools.lru_cache(maxsize=None)
+def _known_option(name: str, value: Any) -> bool:
+  """Whether this jaxlib's XLA accepts compile option `name` (one trivial compile, a few ms, per option
+  and process)."""
+  try:
+    jax.jit(lambda: 0, compiler_options={name: value}).lower().compile()
+  except jax.errors.JaxRuntimeError as e:
+    if 'No such compile option' not in str(e):
+      raise
+    return False
+  return True
 
 
 def _jit(cpu_options: dict[str, Any] | None = None, **jit_kwargs):
-  """A decorator: `jax.jit` with `compiler_options()` (plus `cpu_options` on CPU), built at the first call,
-  once the backend is known."""
+  """A decorator: `jax.jit` with `compiler_options(**cpu_options)`, built at the first call, once the
+  backend is known."""
   def wrap(fn):
     jitted = None
 
@@ -52,10 +71,7 @@ def _jit(cpu_options: dict[str, Any] | None = None, **jit_kwargs):
     def call(*args, **kwargs):
       nonlocal jitted
       if jitted is None:
-        options = compiler_options()
-        if options is not None and cpu_options:
-          options = {**options, **cpu_options}
-        jitted = jax.jit(fn, compiler_options=options, **jit_kwargs)
+        jitted = jax.jit(fn, compiler_options=compiler_options(**(cpu_options or {})), **jit_kwargs)
       return jitted(*args, **kwargs)
     return call
   return wrap

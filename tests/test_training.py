@@ -69,6 +69,20 @@ def test_jit_and_no_jit_agree():
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), s1.params, s2.params)
 
 
+def test_compile_options_this_jaxlib_does_not_know_are_left_out():
+  # XLA's options come and go between jaxlib releases (0.11 dropped xla_cpu_use_fusion_emitters, which made
+  # every training run fail there); one the running jaxlib rejects is dropped, the rest are kept.
+  options = training.compiler_options(xla_no_such_option_here=True)
+  if jax.default_backend() != 'cpu':
+    assert options is None
+    return
+  assert options == {'xla_backend_optimization_level': 1}
+  assert not training._known_option('xla_no_such_option_here', True)
+  assert training._known_option('xla_backend_optimization_level', 1)
+  double = jax.jit(lambda x: 2 * x, compiler_options=options)
+  assert float(double(jnp.float32(3))) == 6.0
+
+
 def test_overfits_a_fixed_batch():
   config = TrainConfig(steps=30, warmup_steps=0, learning_rate=3e-3, model=TINY_MODEL)
   apply_fn, tx = _setup(config)
