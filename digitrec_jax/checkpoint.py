@@ -227,8 +227,18 @@ class Checkpoints:
 
 
 def is_params_only(directory: Path) -> bool:
-  """A shipped or exported checkpoint: `best/` without `state/`."""
-  return (directory / BEST).is_dir() and not (directory / STATE).exists()
+  """A shipped or exported checkpoint: saved steps in `best/`, and no `state/`.
+
+  A folder that merely holds a run named `best` (runs/best beside runs/fast), or an empty `best/`, is
+  none. A `best/` that cannot be listed is taken as none: nothing is written into it either way.
+  """
+  best = directory / BEST
+  if (directory / STATE).exists() or not best.is_dir():
+    return False
+  try:
+    return any(step.name.isdigit() and (step / '_CHECKPOINT_METADATA').is_file() for step in best.iterdir())
+  except OSError:
+    return False
 
 
 def _inside_a_checkpoint(workdir: Path) -> str | None:

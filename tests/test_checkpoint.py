@@ -155,6 +155,18 @@ def test_training_refuses_params_only_dirs_and_their_insides(tiny_config, run_op
   assert not (tmp_path / 'shipped' / 'state').exists()
 
 
+def test_a_run_named_best_beside_others_is_no_params_only_checkpoint(tiny_config, run_options, tmp_path):
+  # runs/best/ is a run like any other: runs/ holds it, but runs/ is no shipped checkpoint, and a run
+  # beside it (or a folder beside an empty best/) trains.
+  config = dataclasses.replace(tiny_config, steps=1, eval_every=1)
+  train_and_evaluate(config, tmp_path / 'runs' / 'best', **run_options)
+  summary = train_and_evaluate(config, tmp_path / 'runs' / 'fast', **run_options)
+  assert summary['step'] == 1
+  assert (tmp_path / 'runs' / 'fast' / 'state').is_dir()
+  (tmp_path / 'empty' / 'best').mkdir(parents=True)
+  assert train_and_evaluate(config, tmp_path / 'empty' / 'run', **run_options)['step'] == 1
+
+
 def test_training_refuses_another_model_and_no_resume(tiny_config, run_options, tmp_path):
   config = dataclasses.replace(tiny_config, steps=1, eval_every=1)
   train_and_evaluate(config, tmp_path / 'run', **run_options)
