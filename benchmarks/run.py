@@ -26,8 +26,12 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / 'benchmarks' / 'results.json'
+# The sections that train, measured on a GPU machine (`--out benchmarks/results_gpu.json`); CI has none.
+RESULTS_GPU = ROOT / 'benchmarks' / 'results_gpu.json'
+GPU_SECTIONS = ('train', 'fast_preset', 'peer', 'best_recipe', 'checkpoint')
 README = ROOT / 'README.md'
 BEGIN, END = '<!-- benchmarks:begin -->', '<!-- benchmarks:end -->'
+GPU_BEGIN, GPU_END = '<!-- benchmarks-gpu:begin -->', '<!-- benchmarks-gpu:end -->'
 
 
 def hardware() -> dict[str, str]:
@@ -98,10 +102,11 @@ def peer_run(max_epochs: float) -> dict:
   return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def best_recipe() -> dict:
-  """What the shipped model's run took, read from its summary.json and metrics.jsonl (the run is not
-  repeated here): the totals, and the time-to-accuracy curve of its evaluations."""
-  shipped = ROOT / 'checkpoints' / 'pretrained'
+def best_recipe(run_dir: str | Path | None = None) -> dict:
+  """What a `--preset best` run took, read from its summary.json and metrics.jsonl (the run is not
+  repeated here): the totals, and the time-to-accuracy curve of its evaluations. `run_dir` defaults to
+  the shipped model's run."""
+  shipped = ROOT / 'checkpoints' / 'pretrained' if run_dir is None else Path(run_dir)
   summary = json.loads((shipped / 'summary.json').read_text())
   result = {key: summary[key] for key in ('step', 'best_step', 'best_val_accuracy', 'best_test_accuracy',
                                           'train_seconds', 'images_per_second', 'device_kind')}
@@ -280,10 +285,60 @@ def render_table(results: dict) -> str:
   return '\n'.join(lines)
 
 
-def update_readme(results: dict) -> None:
+def render_gpu_table(results: dict) -> str:
+  """The README's GPU table: the sections of `GPU_SECTIONS` that `results` holds."""
+  hw = results['hardware']
+  lines = [GPU_BEGIN, '| measure | result | goal |', '| --- | --- | --- |']
+  for preset, r in sorted(results.get('train', {}).items(), key=lambda item: ('default', 'fast', 'best').index(item[0])):
+    lines.append(f'| train images/s, `--preset {preset}` (batch {r["batch_size"]}, steady state) '
+                 f'| {r["images_per_second"]:,.0f}; compile {r["compile_seconds"]:.1f} s | |')
+  fast = results.get('fast_preset')
+  if fast:
+    runs = fast['runs']
+    lines += [
+        f'| `python train.py --preset fast`: test accuracy, mean of {len(runs)} seeds (min) '
+        f'| {fast["mean_test_accuracy"]:.2%} ({fast["min_test_accuracy"]:.2%}) | |',
+        f'| same: process start to exit, empty compilation cache (cold), mean (max) '
+        f'| {fast["mean_process_seconds"]:.1f} s ({fast["max_process_seconds"]:.1f} s) | |',
+        f'| same: `train_seconds` (training loop, compiles and evaluation included), cold mean '
+        f'| {np.mean([r["train_seconds"] for r in runs]):.2f} s | |',
+    ]
+    if fast.get('warm'):
+      warm = fast['warm']
+      lines.append(f'| same, seed {warm["seed"]} again on its filled cache (warm): process / `train_seconds` '
+                   f'| {warm["process_seconds"]:.1f} s / {warm["train_seconds"]:.2f} s | ≤ 1 s to 99% without compiling |')
+    peer = results.get('peer')
+    if peer and peer.get('reached_target', True):
+      lines.append(f'| peer: the Flax `examples/mnist` recipe, process start to its first evaluation ≥ 99.0% '
+                   f'({peer["epochs"]} epochs, {peer["test_accuracy"]:.2%}); over the fast preset\'s cold mean '
+                   f'| {peer["process_seconds"]:.1f} s; {peer["process_seconds"] / fast["mean_process_seconds"]:.1f}x | |')
+  br = results.get('best_recipe')
+  if br:
+    lines.append(f'| `python train.py --preset best`: {br["step"]:,} steps, best/ = step {br["best_step"]:,} '
+                 f'({br["best_test_accuracy"]:.2%} test) | {br["train_seconds"]:.1f} s of training '
+                 f'({br["seconds_to_best"]:.1f} s to best/) | ≤ 2 min |')
+    if br.get('curve'):
+      points = ', '.join(f'{r["seconds"]:.0f} s: {r["test_accuracy"]:.2%}' for r in br['curve'])
+      lines.append(f'| same: time to accuracy (test, at each evaluation) | {points} | |')
+  ck = results.get('checkpoint')
+  if ck:
+    lines.append(f'| checkpoint save / restore, default train state ({ck["state_megabytes"]} MB) '
+                 f'| {ck["save_state_ms"]:.0f} / {ck["restore_state_ms"]:.0f} ms | |')
+  lines += ['', f'Measured by `python -m benchmarks.run --only SECTIONS --out benchmarks/results_gpu.json` on '
+            f'{hw["device"]} ({hw["cpu"]}), jax {hw["jax"]}, jaxlib {hw["jaxlib"]}; `results_gpu.json` names '
+            'each section\'s command.', GPU_END]
+  return '\n'.join(lines)
+
+
+TABLES = {RESULTS: (BEGIN, END, render_table), RESULTS_GPU: (GPU_BEGIN, GPU_END, render_gpu_table)}
+
+
+def update_readme(results: dict, results_file: Path = RESULTS) -> None:
+  """Regenerates the README's table of `results_file` (the CPU or the GPU one) from `results`."""
+  begin, end, render = TABLES[results_file]
   text = README.read_text()
-  start, end = text.index(BEGIN), text.index(END) + len(END)
-  README.write_text(text[:start] + render_table(results) + text[end:])
+  start, stop = text.index(begin), text.index(end) + len(end)
+  README.write_text(text[:start] + render(results) + text[stop:])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -291,7 +346,11 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument('--quick', action='store_true', help='a fast smoke run; writes --out, not results.json')
   parser.add_argument('--seeds', type=int, default=5)
   parser.add_argument('--data-dir', default=os.environ.get('DIGITREC_DATA_DIR'))
-  parser.add_argument('--out', default=None, help='results file (default: benchmarks/results.json)')
+  parser.add_argument('--out', default=None, help='results file (default: benchmarks/results.json; on a GPU '
+                      'machine, benchmarks/results_gpu.json with --only train,fast_preset,peer,best_recipe,checkpoint)')
+  parser.add_argument('--best-run', default=None, metavar='DIR',
+                      help="the best_recipe section reads this `--preset best` run's summary.json and metrics.jsonl "
+                      '(default: the shipped model\'s)')
   parser.add_argument('--only', default=None, help='comma-separated sections to re-measure, keeping the others '
                       'from the results file: train, fast_preset, peer, best_recipe, gui, checkpoint, canvas, styles, '
                       'rejection, numbers')
@@ -306,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
       'fast_preset': lambda: fast_runs([0] if quick else list(range(args.seeds)), args.data_dir,
                                        ['--steps', '21'] if quick else []),
       'peer': lambda: peer_run(0.5 if quick else 5.0),
-      'best_recipe': best_recipe,
+      'best_recipe': lambda: best_recipe(args.best_run),
       'gui': lambda: {**gui_latency.measure_latency(5 if quick else 1000),
                       **(gui_latency.measure_startup(1 if quick else 5) or {})},
       'checkpoint': lambda: checkpoint_times(2 if quick else 10),
@@ -328,11 +387,18 @@ def main(argv: list[str] | None = None) -> int:
   results.update(hardware=hardware(), command=command)
   for name in only:
     results[name] = sections[name]()
-    results.setdefault('commands', {})[name] = command + (f' --only {args.only}' if args.only else '')
+    results.setdefault('commands', {})[name] = (
+        command + (f' --only {args.only}' if args.only else '') + (' --out benchmarks/results_gpu.json' if out.resolve() == RESULTS_GPU else '')
+        + (' --best-run RUN' if name == 'best_recipe' and args.best_run else ''))
   out.write_text(json.dumps(results, indent=2, sort_keys=True) + '\n')
-  if out == RESULTS:
-    update_readme(results)
-  print(render_table(results))
+  if out.resolve() in TABLES:
+    update_readme(results, out.resolve())
+  if out.resolve() == RESULTS_GPU:
+    print(render_gpu_table(results))
+  elif set(sections) <= set(results):
+    print(render_table(results))
+  else:  # A new results file with some sections: no table to fill.
+    print(json.dumps({name: results[name] for name in only}, indent=2, sort_keys=True))
   print(f'wrote {out}')
   return 0
 

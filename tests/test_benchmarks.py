@@ -72,6 +72,57 @@ def test_readme_table_is_generated_from_committed_results():
   assert run.render_table(results) in run.README.read_text()
 
 
+def test_readme_gpu_table_is_generated_from_committed_gpu_results():
+  results = json.loads(run.RESULTS_GPU.read_text())
+  assert results['hardware']['platform'] == 'gpu' and set(run.GPU_SECTIONS) <= set(results)
+  table = run.render_gpu_table(results)
+  assert table in run.README.read_text()
+  assert f'best/ = step {results["best_recipe"]["best_step"]:,}' in table
+
+
+def test_gpu_table_shows_the_sections_it_has():
+  results = json.loads(run.RESULTS_GPU.read_text())
+  part = {key: results[key] for key in ('hardware', 'train')}
+  table = run.render_gpu_table(part)
+  assert [line.split('`')[1] for line in table.splitlines() if line.startswith('| train')] == [
+      '--preset default', '--preset fast', '--preset best']
+  assert '--preset fast`: test accuracy' not in table and 'best/' not in table and 'peer' not in table
+
+
+def test_best_recipe_reads_the_run_it_is_given(tmp_path):
+  rows = [{'step': 3, 'train_loss': 1.0, 'train_accuracy': 0.5},
+          {'step': 5, 'seconds': 2.5, 'val_accuracy': 0.9, 'test_accuracy': 0.91, 'val_loss': 0.3},
+          {'step': 10, 'seconds': 4.0, 'val_accuracy': 0.95, 'test_accuracy': 0.94, 'val_loss': 0.2}]
+  (tmp_path / 'metrics.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in rows))
+  (tmp_path / 'summary.json').write_text(json.dumps(
+      {'step': 10, 'best_step': 10, 'best_val_accuracy': 0.95, 'best_test_accuracy': 0.94, 'train_seconds': 4.2,
+       'images_per_second': 300.0, 'device_kind': 'NVIDIA H200', 'test_accuracy': 0.94}))
+  result = run.best_recipe(tmp_path)
+  assert result['best_step'] == 10 and result['device_kind'] == 'NVIDIA H200' and result['seconds_to_best'] == 4.0
+  assert [r['step'] for r in result['curve']] == [5, 10]
+  assert run.best_recipe()['best_step'] == json.loads(run.RESULTS.read_text())['best_recipe']['best_step']
+
+
+def test_some_sections_into_a_new_results_file_print_them(real_data_dir, tmp_path, capsys):
+  out = tmp_path / 'part.json'
+  assert run.main(['--quick', '--data-dir', real_data_dir, '--out', str(out), '--only', 'checkpoint']) == 0
+  results = json.loads(out.read_text())
+  assert set(results) == {'hardware', 'command', 'commands', 'checkpoint'}
+  printed = capsys.readouterr().out
+  assert json.loads(printed[:printed.rindex('wrote')]) == {'checkpoint': results['checkpoint']}
+
+
+def test_recipes_curve_gives_every_evaluation_and_the_validation_choice(real_data_dir, monkeypatch, capsys):
+  from benchmarks import recipes
+  monkeypatch.setenv('DIGITREC_DATA_DIR', real_data_dir)
+  assert recipes.main(['--curve', 'fast', 'steps=4', 'eval_every=2']) == 0
+  result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+  assert result['recipe'] == 'fast steps=4 eval_every=2'
+  assert [e[0] for e in result['evals']] == [2, 4] and result['test_accuracy'] == result['evals'][-1][3]
+  best = max(result['evals'], key=lambda e: e[2])  # the first of equal validation accuracies
+  assert (result['best_step'], result['best_val_accuracy'], result['best_test_accuracy']) == (best[0], best[2], best[3])
+
+
 def test_the_table_says_how_the_wrong_numbers_went_wrong():
   assert run._misses_text({'wrong_count': 1, 'turned_away': 2, 'misread': 3}) == (
       ' (6 wrong: 1 with another count of digits, 2 with a part turned away, 3 misread)')
