@@ -68,6 +68,9 @@ SHEET_SHARE = 0.15
 # Darkness is measured against the paper where it lies, or against this share of most of the paper's
 # brightness where that is less (a desk far darker than the sheet).
 DIM_PAPER = 0.4
+# Ink as dark as this percentile of the strokes' darkness, or darker, is full strength (1.0), as the cores of
+# MNIST's strokes are; fainter ink is scaled to match.
+FULL_INK_PERCENTILE = 90
 # Ruled and squared paper: a straight horizontal or vertical run of "ink" at least LINE_LENGTH of the
 # image's side and at most LINE_WIDTH of its short side thick, fainter than LINE_SHARE of the darkest ink,
 # is a printed line, not a stroke.
@@ -283,7 +286,7 @@ def ink_of_image(image: Image.Image | np.ndarray) -> np.ndarray:
     return np.zeros_like(dark)
   # Faint ink (a grey pencil, a dim photo) is scaled up to full strength, as MNIST's strokes are; the
   # anti-aliased rim next to the strokes (down to half the threshold) stays, fading out.
-  full = float(np.percentile(dark[core], 90))
+  full = float(np.percentile(dark[core], FULL_INK_PERCENTILE))
   rim = ndimage.binary_dilation(core, iterations=max(1, step)) & (dark >= floor) & ~lines
   return np.where(rim, np.clip((dark - floor) / max(full - floor, 1e-3), 0.0, 1.0), 0.0).astype(np.float32)
 
