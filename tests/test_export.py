@@ -29,7 +29,9 @@ def test_export_of_a_tiny_model_matches_its_predictor():
   # predictor does.
   calibration = {'temperature': 0.7, 'threshold': 0.3}
   predictor = tiny_predictor(seed=3, calibration=calibration)
-  exported = export_lib.export_predict(predictor.variables, predictor.apply_fn, calibration, platforms=('cpu',))
+  # For the backend the test runs on (cpu here, cuda on a GPU machine): a cpu-only export cannot run on a GPU.
+  exported = export_lib.export_predict(predictor.variables, predictor.apply_fn, calibration,
+                                       platforms=(jax.export.default_export_platform(),))
   images = np.random.default_rng(2).random((64, 28, 28, 1), np.float32)
   expected = predictor.classify(images)
   assert 0 < np.sum(expected.digits == -1) < 64

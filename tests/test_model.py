@@ -131,6 +131,7 @@ def test_batch_norm_params_hold_weights_and_statistics():
   assert _count(params['params']) == (36 + 8) + (288 + 16) + (392 * 16 + 32) + 170
 
 
+@jax.default_matmul_precision('highest')  # float32 convolutions on GPUs too (their default is TF32).
 def test_batch_norm_inference_uses_running_statistics_and_training_updates_them():
   model = CNN.from_config(BN_MODEL)
   apply = make_apply_fn(model)
