@@ -289,7 +289,8 @@ def render_gpu_table(results: dict) -> str:
   """The README's GPU table: the sections of `GPU_SECTIONS` that `results` holds."""
   hw = results['hardware']
   lines = [GPU_BEGIN, '| measure | result | goal |', '| --- | --- | --- |']
-  for preset, r in sorted(results.get('train', {}).items(), key=lambda item: ('default', 'fast', 'best').index(item[0])):
+  presets = ('default', 'fast', 'best')
+  for preset, r in sorted(results.get('train', {}).items(), key=lambda item: presets.index(item[0])):
     lines.append(f'| train images/s, `--preset {preset}` (batch {r["batch_size"]}, steady state) '
                  f'| {r["images_per_second"]:,.0f}; compile {r["compile_seconds"]:.1f} s | |')
   fast = results.get('fast_preset')
@@ -306,12 +307,14 @@ def render_gpu_table(results: dict) -> str:
     if fast.get('warm'):
       warm = fast['warm']
       lines.append(f'| same, seed {warm["seed"]} again on its filled cache (warm): process / `train_seconds` '
-                   f'| {warm["process_seconds"]:.1f} s / {warm["train_seconds"]:.2f} s | ≤ 1 s to 99% without compiling |')
+                   f'| {warm["process_seconds"]:.1f} s / {warm["train_seconds"]:.2f} s '
+                   '| ≤ 1 s to 99% without compiling |')
     peer = results.get('peer')
     if peer and peer.get('reached_target', True):
       lines.append(f'| peer: the Flax `examples/mnist` recipe, process start to its first evaluation ≥ 99.0% '
                    f'({peer["epochs"]} epochs, {peer["test_accuracy"]:.2%}); over the fast preset\'s cold mean '
-                   f'| {peer["process_seconds"]:.1f} s; {peer["process_seconds"] / fast["mean_process_seconds"]:.1f}x | |')
+                   f'| {peer["process_seconds"]:.1f} s; '
+                   f'{peer["process_seconds"] / fast["mean_process_seconds"]:.1f}x | |')
   br = results.get('best_recipe')
   if br:
     lines.append(f'| `python train.py --preset best`: {br["step"]:,} steps, best/ = step {br["best_step"]:,} '
@@ -385,10 +388,14 @@ def main(argv: list[str] | None = None) -> int:
   results = json.loads(out.read_text()) if args.only and out.exists() else {}
   command = 'xvfb-run python -m benchmarks.run' + (' --quick' if quick else '')
   results.update(hardware=hardware(), command=command)
+  if out.resolve() == RESULTS_GPU and results['hardware']['platform'] == 'cpu':
+    parser.error(f'{RESULTS_GPU.name} holds figures measured on a GPU, and jax sees only the CPU here; '
+                 'run on a GPU machine or pass another --out')
   for name in only:
     results[name] = sections[name]()
     results.setdefault('commands', {})[name] = (
-        command + (f' --only {args.only}' if args.only else '') + (' --out benchmarks/results_gpu.json' if out.resolve() == RESULTS_GPU else '')
+        command + (f' --only {args.only}' if args.only else '')
+        + (' --out benchmarks/results_gpu.json' if out.resolve() == RESULTS_GPU else '')
         + (' --best-run RUN' if name == 'best_recipe' and args.best_run else ''))
   out.write_text(json.dumps(results, indent=2, sort_keys=True) + '\n')
   if out.resolve() in TABLES:

@@ -89,6 +89,17 @@ def test_gpu_table_shows_the_sections_it_has():
   assert '--preset fast`: test accuracy' not in table and 'best/' not in table and 'peer' not in table
 
 
+def test_gpu_results_are_not_written_from_a_cpu(monkeypatch, capsys):
+  monkeypatch.setattr(run, 'hardware', lambda: {'platform': 'cpu'})
+  before = run.RESULTS_GPU.read_text()
+  with pytest.raises(SystemExit) as e:
+    run.main(['--data-dir', 'unused', '--only', 'checkpoint', '--out', str(run.RESULTS_GPU)])
+  assert e.value.code == 2
+  assert ('results_gpu.json holds figures measured on a GPU, and jax sees only the CPU here; run on a GPU '
+          'machine or pass another --out') in capsys.readouterr().err
+  assert run.RESULTS_GPU.read_text() == before
+
+
 def test_best_recipe_reads_the_run_it_is_given(tmp_path):
   rows = [{'step': 3, 'train_loss': 1.0, 'train_accuracy': 0.5},
           {'step': 5, 'seconds': 2.5, 'val_accuracy': 0.9, 'test_accuracy': 0.91, 'val_loss': 0.3},

@@ -287,7 +287,8 @@ def _best_params_are_the_ema(run_dir, config):
   return variables, state
 
 
-@pytest.mark.skipif(jax.default_backend() == 'gpu' and '--xla_gpu_deterministic_ops=true' not in os.environ.get('XLA_FLAGS', ''),
+@pytest.mark.skipif(jax.default_backend() == 'gpu'
+                    and '--xla_gpu_deterministic_ops=true' not in os.environ.get('XLA_FLAGS', ''),
                     reason="a GPU's autotuned convolutions and atomic reductions differ in the last bits from run to "
                     'run unless XLA_FLAGS=--xla_gpu_deterministic_ops=true')
 def test_rerun_after_a_crash_is_bitwise_identical(tiny_config, run_options, tmp_path):
