@@ -360,6 +360,11 @@ def main(argv: list[str] | None = None) -> int:
   args = parser.parse_args(argv)
   if not args.data_dir:
     parser.error('pass --data-dir or set DIGITREC_DATA_DIR to the MNIST folder')
+  if args.best_run:
+    lacking = [name for name in ('summary.json', 'metrics.jsonl') if not (Path(args.best_run) / name).is_file()]
+    if lacking:
+      parser.error(f'--best-run {args.best_run} holds no {" or ".join(lacking)}; pass the --checkpoint-dir of a '
+                   'finished `python train.py --preset best` run')
   sys.path.insert(0, str(ROOT))
   from benchmarks import canvas, gui_latency, numbers, rejection, styles
   quick = args.quick

@@ -100,6 +100,14 @@ def test_gpu_results_are_not_written_from_a_cpu(monkeypatch, capsys):
   assert run.RESULTS_GPU.read_text() == before
 
 
+def test_best_run_without_a_finished_run_is_refused(tmp_path, capsys):
+  with pytest.raises(SystemExit) as e:
+    run.main(['--data-dir', 'unused', '--only', 'best_recipe', '--best-run', str(tmp_path)])
+  assert e.value.code == 2
+  assert (f'--best-run {tmp_path} holds no summary.json or metrics.jsonl; pass the --checkpoint-dir of a finished '
+          '`python train.py --preset best` run') in capsys.readouterr().err
+
+
 def test_best_recipe_reads_the_run_it_is_given(tmp_path):
   rows = [{'step': 3, 'train_loss': 1.0, 'train_accuracy': 0.5},
           {'step': 5, 'seconds': 2.5, 'val_accuracy': 0.9, 'test_accuracy': 0.91, 'val_loss': 0.3},
