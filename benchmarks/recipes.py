@@ -22,6 +22,7 @@ _T0 = time.perf_counter()
 
 from benchmarks.throughput import config_from_args  # noqa: E402
 from digitrec_jax import train_and_evaluate  # noqa: E402
+from digitrec_jax.evaluate import read_metrics  # noqa: E402
 from digitrec_jax.train import split_cpu  # noqa: E402
 
 
@@ -34,14 +35,14 @@ def main(argv: list[str]) -> int:
   split_cpu(config)
   with tempfile.TemporaryDirectory() as run_dir:
     summary = train_and_evaluate(config, run_dir, progress=False)
-    rows = [json.loads(line) for line in (Path(run_dir) / 'metrics.jsonl').read_text().splitlines()]
+    _, evals = read_metrics(Path(run_dir) / 'metrics.jsonl')
   result = {'recipe': ' '.join(argv), 'test_accuracy': summary['test_accuracy'],
             'train_seconds': summary['train_seconds'], 'process_seconds': round(time.perf_counter() - _T0, 1)}
   if curve:
     result.update(best_step=summary['best_step'], best_val_accuracy=summary['best_val_accuracy'],
                   best_test_accuracy=summary['best_test_accuracy'],
                   evals=[[r['step'], r['seconds'], r['val_accuracy'], r['test_accuracy']]
-                         for r in rows if 'val_accuracy' in r])
+                         for r in evals])
   print(json.dumps(result))
   return 0
 

@@ -110,8 +110,9 @@ def best_recipe(run_dir: str | Path | None = None) -> dict:
   summary = json.loads((shipped / 'summary.json').read_text())
   result = {key: summary[key] for key in ('step', 'best_step', 'best_val_accuracy', 'best_test_accuracy',
                                           'train_seconds', 'images_per_second', 'device_kind')}
-  rows = [json.loads(line) for line in (shipped / 'metrics.jsonl').read_text().splitlines()]
-  curve = [{k: r[k] for k in ('step', 'seconds', 'val_accuracy', 'test_accuracy')} for r in rows
+  from digitrec_jax.evaluate import read_metrics
+  _, evals = read_metrics(shipped / 'metrics.jsonl')
+  curve = [{k: r[k] for k in ('step', 'seconds', 'val_accuracy', 'test_accuracy')} for r in evals
            if 'val_accuracy' in r and 'seconds' in r]
   if curve:
     result['curve'] = curve

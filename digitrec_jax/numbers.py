@@ -28,7 +28,8 @@ import numpy as np
 from PIL import Image
 
 from digitrec_jax.model import NOT_A_DIGIT
-from digitrec_jax.preprocess import INK_THRESHOLD, RENDER_SIZE, Strokes, pen_width, preprocess_drawing, render_strokes
+from digitrec_jax.preprocess import (INK_THRESHOLD, RENDER_SIZE, Strokes, border, pen_width, preprocess_drawing,
+                                     render_strokes)
 
 # Boxes overlapping by at least this share of the narrower one's width belong to one digit.
 MERGE_OVERLAP = 0.25
@@ -291,11 +292,6 @@ def ink_of_image(image: Image.Image | np.ndarray) -> np.ndarray:
   return np.where(rim, np.clip((dark - floor) / max(full - floor, 1e-3), 0.0, 1.0), 0.0).astype(np.float32)
 
 
-def _border(array: np.ndarray) -> np.ndarray:
-  """The values along an image's four edges (the corners twice)."""
-  return np.concatenate([array[0], array[-1], array[:, 0], array[:, -1]])
-
-
 def _shadow_paper(gray: np.ndarray) -> np.ndarray:
   """The paper's brightness as a grey closing of `gray` follows it: by a square larger than any stroke, so
   the strokes are filled in with the paper around them while a step in the light (a shadow's sharp edge,
@@ -307,7 +303,7 @@ def _shadow_paper(gray: np.ndarray) -> np.ndarray:
   square = max(3, min(gray.shape) // 3, max(gray.shape) // 6) | 1
   closed = ndimage.grey_closing(gray, size=(square, square), mode='nearest')
   labels, n = ndimage.label(closed < (1 - SHADOW_DEPTH) * np.percentile(closed, 90))
-  edge = _border(labels)
+  edge = border(labels)
   inside = np.setdiff1d(np.arange(1, n + 1), edge)
   if inside.size:
     blots = ndimage.binary_dilation(np.isin(labels, inside), iterations=max(2, square // 16))
@@ -329,7 +325,7 @@ def _around_the_page(mask: np.ndarray, core: np.ndarray) -> np.ndarray:
   band = np.ones_like(mask)
   band[margin:-margin, margin:-margin] = False
   near = np.bincount(labels[band], minlength=n + 1) > 0
-  contact = np.bincount(_border(labels), minlength=n + 1)
+  contact = np.bincount(border(labels), minlength=n + 1)
   longest = np.array([0] + [max(s.stop - s.start for s in box) for box in ndimage.find_objects(labels)])
   sizes = np.bincount(labels.ravel(), minlength=n + 1)
   near[0] = False
@@ -353,12 +349,12 @@ def _dark_strokes(gray: np.ndarray) -> bool:
   light. A smaller image is a digit's crop, judged by its border alone: a bold light digit cropped tightly
   on black has light all round its border and fills half of it."""
   from scipy import ndimage
-  border = _border(gray)
-  if float(np.median(border)) > 0.5:
+  edge = border(gray)
+  if float(np.median(edge)) > 0.5:
     return True
   if min(gray.shape) < PHOTO_SIDE:
     return False
-  if float(np.percentile(border, 75)) > 0.5 or float(np.median(gray)) > 0.5:
+  if float(np.percentile(edge, 75)) > 0.5 or float(np.median(gray)) > 0.5:
     return True
   small = _shrunk(gray, min(1.0, PAPER_SIDE / min(gray.shape)))
   square = max(3, min(small.shape) // 3)

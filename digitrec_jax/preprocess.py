@@ -96,6 +96,11 @@ def has_alpha(image: Image.Image | np.ndarray) -> bool:
                                              or (image.mode == 'P' and 'transparency' in image.info))
 
 
+def border(array: np.ndarray) -> np.ndarray:
+  """The values along an image's four edges (the corners twice)."""
+  return np.concatenate([array[0], array[-1], array[:, 0], array[:, -1]])
+
+
 def looks_inverted(image: Image.Image | np.ndarray) -> bool:
   """Whether an image has a light background (dark strokes), judged by its border pixels.
 
@@ -104,14 +109,12 @@ def looks_inverted(image: Image.Image | np.ndarray) -> bool:
   if has_alpha(image):
     rgba = np.asarray(image.convert('RGBA'), np.float32) / 255.0
     alpha = rgba[..., 3]
-    border_alpha = np.concatenate([alpha[0], alpha[-1], alpha[:, 0], alpha[:, -1]])
     opaque = alpha > 0.5
-    if np.median(border_alpha) <= 0.5 and opaque.any():
+    if np.median(border(alpha)) <= 0.5 and opaque.any():
       luminance = rgba[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32)
       return float(luminance[opaque].mean()) < 0.5
   gray = _to_grayscale(image, background=255)
-  border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-  return float(np.median(border)) > 0.5
+  return float(np.median(border(gray))) > 0.5
 
 
 def preprocess_drawing(image: Image.Image | np.ndarray, invert: bool = True) -> np.ndarray:
