@@ -43,7 +43,7 @@ def _draw(app, root, strokes):
 
 def main() -> None:
   root = tk.Tk()
-  root.geometry('900x580+0+0')
+  root.geometry('+0+0')  # The window's own size, as it opens.
   app = gui.DigitApp(root, load_predictor())
   root.update()
   crop = f'{root.winfo_width()}x{root.winfo_height()}+0+0'

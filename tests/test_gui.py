@@ -143,6 +143,9 @@ def test_a_number_drawn_side_by_side_is_read_with_a_box_per_digit(app):
   assert re.fullmatch(r'4 \d+\.\d%  2 \d+\.\d%', app.message_var.get())
   boxes = [i for i in app.canvas.find_withtag('box') if app.canvas.type(i) == 'rectangle']
   assert len(boxes) == 2
+  # Each box is labelled with its digit and probability as the panel words them.
+  labels = [app.canvas.itemcget(i, 'text') for i in app.canvas.find_withtag('box') if app.canvas.type(i) == 'text']
+  assert labels == app.message_var.get().split('  ')
   (l1, _, r1, _), (l2, _, r2, _) = (app.canvas.coords(b) for b in boxes)
   assert r1 < l2 + 0.1 * app._side  # Side by side, left to right.
   app.root.event_generate('<Control-z>')  # Undo the 2: back to one digit, no boxes.
