@@ -160,7 +160,7 @@ class DigitApp:
       left, top, right, bottom = (c * k for c in d.box)
       colour = '#2a7' if d.digit != NOT_A_DIGIT else '#c33'
       self.canvas.create_rectangle(left, top, right, bottom, outline=colour, dash=(3, 2), tags='box')
-      # The panel's own wording, so a box never says 100% where the panel says 99.9%.
+      # One decimal, as the panel shows it: a box never says 100% where the panel says 99.9%.
       label = '?' if d.digit == NOT_A_DIGIT else f'{d.digit} {d.probs.max():.1%}'
       self.canvas.create_text(left + 2, max(top - 2, 10), text=label, anchor='sw', fill=colour, tags='box')
 
