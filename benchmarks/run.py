@@ -389,24 +389,24 @@ def main(argv: list[str] | None = None) -> int:
   unknown = sorted(set(only) - set(sections))
   if unknown:
     parser.error(f'unknown --only section {", ".join(unknown)}; choose from {", ".join(sections)}')
-  out = Path(args.out) if args.out else (Path(tempfile.mkdtemp()) / 'results.json' if quick else RESULTS)
+  out = (Path(args.out) if args.out else (Path(tempfile.mkdtemp()) / 'results.json' if quick else RESULTS)).resolve()
   # --only re-measures some sections and keeps the others from the results file.
   results = json.loads(out.read_text()) if args.only and out.exists() else {}
   command = 'xvfb-run python -m benchmarks.run' + (' --quick' if quick else '')
   results.update(hardware=hardware(), command=command)
-  if out.resolve() == RESULTS_GPU and results['hardware']['platform'] == 'cpu':
+  if out == RESULTS_GPU and results['hardware']['platform'] == 'cpu':
     parser.error(f'{RESULTS_GPU.name} holds figures measured on a GPU, and jax sees only the CPU here; '
                  'run on a GPU machine or pass another --out')
   for name in only:
     results[name] = sections[name]()
     results.setdefault('commands', {})[name] = (
         command + (f' --only {args.only}' if args.only else '')
-        + (' --out benchmarks/results_gpu.json' if out.resolve() == RESULTS_GPU else '')
+        + (' --out benchmarks/results_gpu.json' if out == RESULTS_GPU else '')
         + (' --best-run RUN' if name == 'best_recipe' and args.best_run else ''))
   out.write_text(json.dumps(results, indent=2, sort_keys=True) + '\n')
-  if out.resolve() in TABLES:
-    update_readme(results, out.resolve())
-  if out.resolve() == RESULTS_GPU:
+  if out in TABLES:
+    update_readme(results, out)
+  if out == RESULTS_GPU:
     print(render_gpu_table(results))
   elif set(sections) <= set(results):
     print(render_table(results))
