@@ -606,14 +606,18 @@ def _split_touching(predictor, pieces: Sequence[tuple[Box, np.ndarray]], odds: f
                 + [(*column_cut(int(c)), COMB_SURE, 0.0) for c in comb])
   if not candidates:
     return [(box, crop)]
-  whole = _sureness(_read(predictor, crop), predictor.threshold, odds)
+  # Cuts at a pen lift are judged at the odds of a part alone, whole and sides: their sides must be sure
+  # digits alone, and at NUMBER_ODDS a whole the model doubts (two digits written touching, read as one at
+  # 0.9) is as sure as any two sides.
+  judged = 1.0 if lifts else odds
+  whole = _sureness(_read(predictor, crop), predictor.threshold, judged)
   best, best_sides = whole + SPLIT_MARGIN, None
   for left_pieces, right_pieces, floor, alone_floor in candidates:
     sides = [_paste(left_pieces)[1], _paste(right_pieces)[1]]
     if sides[0].max() <= INK_THRESHOLD or sides[1].max() <= INK_THRESHOLD:
       continue
     readings = [_read(predictor, side) for side in sides]
-    sure = min(_sureness(reading, predictor.threshold, odds) for reading in readings)
+    sure = min(_sureness(reading, predictor.threshold, judged) for reading in readings)
     alone = min(_sureness(reading, predictor.threshold) for reading in readings) if alone_floor else 1.0
     if sure > best and sure >= floor and alone >= alone_floor:
       best, best_sides = sure, (left_pieces, right_pieces)

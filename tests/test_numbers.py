@@ -240,6 +240,28 @@ def test_window_strokes_are_cut_at_pen_lifts_never_through_a_stroke(monkeypatch)
   assert numbers._split_touching(predictor, [run], numbers.NUMBER_ODDS) == [run]
 
 
+def test_two_digits_written_touching_are_cut_at_the_lift_when_the_whole_reads_less_sure_alone(monkeypatch):
+  # Two strokes written touching side by side, each a sure digit alone (score 0.99), that the model reads
+  # together as one digit at score 0.9. Among other digits (NUMBER_ODDS) a score of 0.9 is as sure as
+  # 0.99, so judged at those odds no cut ever left sides surer than the whole: the cut at the pen lift is
+  # judged at the odds of a part alone. A whole the model is surer of than of its sides stays one digit.
+  whole_score = {'score': 0.9}
+  def fake_read(predictor, crop, box=(0, 0, 0, 0)):
+    score = whole_score['score'] if crop.shape[1] == 100 else 0.99
+    probs = np.full(10, 0.001, np.float32)
+    probs[1] = 0.991
+    return numbers.DigitReading(1, probs, score, box)
+  monkeypatch.setattr(numbers, '_read', fake_read)
+  predictor = type('P', (), {'threshold': 0.5})()
+  left, right = ((0, 0, 48, 80), np.ones((80, 48), np.float32)), ((52, 0, 100, 80), np.ones((80, 48), np.float32))
+  run = numbers._run([left, right])
+  for odds in (1.0, numbers.NUMBER_ODDS):
+    assert [box for box, _ in numbers._split_touching(predictor, [run], odds)] == [left[0], right[0]]
+  whole_score['score'] = 0.999
+  for odds in (1.0, numbers.NUMBER_ODDS):
+    assert numbers._split_touching(predictor, [run], odds) == [run]
+
+
 def test_two_zeros_written_touching_one_after_the_other_read_as_two(shipped):
   zero = lambda cx: [[(cx + 0.12 * math.cos(t), 0.5 + 0.22 * math.sin(t)) for t in np.linspace(0, 2 * math.pi, 40)]]
   for gap in (0.0, -0.03):  # Touching, then overlapping by half the pen.
