@@ -227,24 +227,33 @@ def measure(data_dir: str | None, limit: int | None = None, predictor=None) -> d
 def measure_pen(images: np.ndarray, labels: np.ndarray, predictor, per_length: int, singles: int,
                 seed: int = SEED + 1) -> dict:
   """Numbers and single digits written as the window's strokes (`benchmarks.pen`) and read through the
-  window's own path, `read_number` of the strokes: whole-number accuracy by length, and the share of
-  single digits named correctly and turned away."""
+  window's own path, `read_number` of the strokes: whole-number accuracy by length, written apart and
+  with the digits touching, and the share of single digits named correctly and turned away."""
   from benchmarks import pen
   from digitrec_jax.numbers import read_number
   rng = np.random.default_rng(seed)
-  by_length = {}
-  for length in range(2, 7):
-    right = 0
-    for _ in range(per_length):
-      idx = pen.pick(labels, images, rng, length)
-      right += read_number(predictor, pen.compose(images[idx], rng)).text == ''.join(str(d) for d in labels[idx])
-    by_length[str(length)] = right / per_length
-  by_length['all'] = float(np.mean(list(by_length.values())))
+
+  def by_length(rng: np.random.Generator, gaps: tuple[float, float] | None = None) -> dict[str, float]:
+    shares = {}
+    for length in range(2, 7):
+      right = 0
+      for _ in range(per_length):
+        idx = pen.pick(labels, images, rng, length)
+        strokes = pen.compose(images[idx], rng, gaps=gaps)
+        right += read_number(predictor, strokes).text == ''.join(str(d) for d in labels[idx])
+      shares[str(length)] = right / per_length
+    shares['all'] = float(np.mean(list(shares.values())))
+    return shares
+
+  pen_numbers = by_length(rng)
+  # The same lengths written with their digits touching (`pen.TOUCHING`), from a stream of their own so
+  # that the other figures stay as they were.
+  touching = by_length(np.random.default_rng([seed, 1]), pen.TOUCHING)
   threshold = predictor.threshold
   read = {'single': pen_singles(predictor, images, labels, rng, singles),
           # Digits written small, 0.15-0.33 of the window's height: the window's pen is bold on them.
           'small': pen_singles(predictor, images, labels, rng, singles // 2, SMALL_HEIGHTS)}
-  result = {'pen': by_length}
+  result = {'pen': pen_numbers, 'pen_touching': touching}
   for name, (scores, named) in read.items():
     result[f'pen_{name}_digit'] = float(np.mean(named & (scores >= threshold)))
     result[f'pen_{name}_digit_turned_away'] = float(np.mean(np.isfinite(scores) & (scores < threshold)))

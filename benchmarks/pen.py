@@ -121,12 +121,17 @@ def digit_strokes(digit: np.ndarray) -> list[np.ndarray]:
 
 
 HEIGHTS = (0.35, 0.6)  # Shares of the window's height a number is written at.
+# Ink gaps (canvas units) of numbers written with their digits touching or overlapping: up to half the
+# window's pen either way.
+TOUCHING = (-0.03, 0.03)
 
 
-def compose(digits: np.ndarray, rng: np.random.Generator, heights: tuple[float, float] = HEIGHTS) -> Strokes:
+def compose(digits: np.ndarray, rng: np.random.Generator, heights: tuple[float, float] = HEIGHTS,
+            gaps: tuple[float, float] | None = None) -> Strokes:
   """Window strokes (canvas units: the window's height is 1) of MNIST digits written left to right at
   random heights (a share of the window's, drawn from `heights`) and baselines, with random ink gaps,
-  some of them small."""
+  some of them small; or, given `gaps`, ink gaps drawn uniformly from that range of canvas units
+  (TOUCHING: digits written touching or overlapping, as a hurried hand writes them)."""
   height = rng.uniform(*heights)
   pen = STROKE_WIDTH
   strokes: Strokes = []
@@ -136,7 +141,10 @@ def compose(digits: np.ndarray, rng: np.random.Generator, heights: tuple[float, 
     top = 0.5 - h / 2 + rng.uniform(-0.12, 0.12) * height
     # The skeleton is drawn with the pen, so the ink reaches pen / 2 beyond it on every side.
     lines = [line * (h - pen) + (0.0, top + pen / 2) for line in digit_strokes(digit)]
-    gap = height * (rng.uniform(0.04, 0.1) if rng.random() < 0.3 else rng.uniform(0.12, 0.45))
+    if gaps is None:
+      gap = height * (rng.uniform(0.04, 0.1) if rng.random() < 0.3 else rng.uniform(0.12, 0.45))
+    else:
+      gap = rng.uniform(*gaps)
     shift = 0.05 + pen / 2
     if placed:
       shift = _shift_for_gap(np.concatenate(placed), np.concatenate(lines), gap + pen, pen)

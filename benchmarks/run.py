@@ -268,12 +268,17 @@ def render_table(results: dict) -> str:
       ]
     if 'pen' in nb:
       pen_by_length = ', '.join(f'{n}: {nb["pen"][str(n)]:.0%}' for n in range(2, 7))
-      lines += [
+      lines.append(
           f'| whole numbers of 2–6 MNIST test digits written as the window\'s pen strokes (skeletons traced, '
-          f'`benchmarks.pen`), read through the window\'s path ({pen_by_length}) | {nb["pen"]["all"]:.1%} | |',
+          f'`benchmarks.pen`), read through the window\'s path ({pen_by_length}) | {nb["pen"]["all"]:.1%} | |')
+      if 'pen_touching' in nb:
+        touching_by_length = ', '.join(f'{n}: {nb["pen_touching"][str(n)]:.0%}' for n in range(2, 7))
+        lines.append(
+            '| same, written with the digits touching or overlapping (ink gaps of ±0.03 of the window\'s height, '
+            f'`pen.TOUCHING`; {touching_by_length}) | {nb["pen_touching"]["all"]:.1%} | |')
+      lines.append(
           f'| single test digits written as the window\'s pen strokes, named correctly ({nb["single_digit_photos"]:,}) '
-          f'| {nb["pen_single_digit"]:.1%} ({nb["pen_single_digit_turned_away"]:.1%} turned away) | |',
-      ]
+          f'| {nb["pen_single_digit"]:.1%} ({nb["pen_single_digit_turned_away"]:.1%} turned away) | |')
     if 'pen_small_digit' in nb:
       lines.append(
           f'| same, written small (0.15–0.33 of the window\'s height; {nb["single_digit_photos"] // 2:,}) '

@@ -22,6 +22,7 @@ def test_quick_suite_writes_every_figure(real_data_dir, tmp_path, monkeypatch, c
                           'checkpoint', 'canvas', 'styles', 'rejection', 'numbers'}
   assert set(results['numbers']['drawn']) == {'2', '3', '4', '5', '6', 'all'}
   assert set(results['numbers']['pen']) == {'2', '3', '4', '5', '6', 'all'}
+  assert set(results['numbers']['pen_touching']) == {'2', '3', '4', '5', '6', 'all'}
   assert 0 <= results['numbers']['pen_single_digit_turned_away'] <= 1 - results['numbers']['pen_single_digit']
   assert 0 <= results['numbers']['pen_small_digit_turned_away'] <= 1 - results['numbers']['pen_small_digit']
   assert 0 <= results['numbers']['notebook_single_digit'] <= 1
