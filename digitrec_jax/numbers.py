@@ -16,7 +16,8 @@ are joined where together they read surer (a stray mark, a broken stroke), and a
 the tallest part both ways (a click of the pen, a full stop) is left out. Each part goes through
 `preprocess_drawing`, exactly as a single digit does. Among other digits, a digit-sized part the model
 doubts is read as a digit at shifted odds (NUMBER_ODDS), and cuts and joins among other parts are judged
-at those odds; a part drawn alone keeps the model's answer.
+at those odds, but for a cut at a pen lift, judged as parts alone; a part drawn alone keeps the model's
+answer.
 """
 
 from __future__ import annotations
@@ -560,7 +561,8 @@ def _split_touching(predictor, pieces: Sequence[tuple[Box, np.ndarray]], odds: f
   components, each split of its components into a left and a right group (two digits whose strokes
   overlap in x, as the bar of one 5 reaching over the next), and for a run of touching window strokes
   (`_Run`), each pen lift in it. A cut is kept only when both sides read as digits more surely than the
-  whole does, by SPLIT_MARGIN; among other parts, both are judged at NUMBER_ODDS (`odds`).
+  whole does, by SPLIT_MARGIN; among other parts, both are judged at NUMBER_ODDS (`odds`), except the cuts
+  at a pen lift, which are a run's only candidates and are judged at the odds of a part alone.
   """
   box, crop = _paste(pieces)
   height, width = crop.shape
@@ -606,9 +608,9 @@ def _split_touching(predictor, pieces: Sequence[tuple[Box, np.ndarray]], odds: f
                 + [(*column_cut(int(c)), COMB_SURE, 0.0) for c in comb])
   if not candidates:
     return [(box, crop)]
-  # Cuts at a pen lift are judged at the odds of a part alone, whole and sides: their sides must be sure
-  # digits alone, and at NUMBER_ODDS a whole the model doubts (two digits written touching, read as one at
-  # 0.9) is as sure as any two sides.
+  # Cuts at a pen lift (a run's only candidates) are judged at the odds of a part alone, whole and sides:
+  # their sides must be sure digits alone, and at NUMBER_ODDS a whole the model doubts (two digits written
+  # touching, read as one at 0.9) is as sure as any two sides.
   judged = 1.0 if lifts else odds
   whole = _sureness(_read(predictor, crop), predictor.threshold, judged)
   best, best_sides = whole + SPLIT_MARGIN, None
