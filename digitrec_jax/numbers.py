@@ -111,6 +111,9 @@ MAX_UNITS = 16.0
 # A cut must leave two sides surer than the whole by this much: halves of a slanted 1, or an 8 and its
 # tail, each read as a sure digit, barely surer than the sure whole.
 SPLIT_MARGIN = 0.01
+# A digit is written in at most this many strokes: a run of touching window strokes is cut into digits of
+# up to this many strokes each (`_cut_run`).
+DIGIT_STROKES = 10
 # Among other digits, a digit-sized part is far likelier to be a digit than a drawing on its own is: the
 # odds that it is one are taken as this many times the odds the threshold was set for (a digit score of
 # 0.5 becomes 1/129; chosen on development seeds, benchmarks/README.md). Most parts that are not digits
@@ -557,19 +560,19 @@ def _split_touching(predictor, pieces: Sequence[tuple[Box, np.ndarray]], odds: f
   """A part (its components' boxes and crops) too wide for one digit, cut where the two sides read best
   (recognition-based segmentation).
 
-  Candidate cuts are columns in the middle half (in image ink, not window strokes), for a part of several
-  components, each split of its components into a left and a right group (two digits whose strokes
-  overlap in x, as the bar of one 5 reaching over the next), and for a run of touching window strokes
-  (`_Run`), each pen lift in it. A cut is kept only when both sides read as digits more surely than the
-  whole does, by SPLIT_MARGIN; among other parts, both are judged at NUMBER_ODDS (`odds`), except the cuts
-  at a pen lift, which are a run's only candidates and are judged at the odds of a part alone.
+  Candidate cuts are columns in the middle half (in image ink, not window strokes), and for a part of
+  several components, each split of its components into a left and a right group (two digits whose strokes
+  overlap in x, as the bar of one 5 reaching over the next). A cut is kept only when both sides read as
+  digits more surely than the whole does, by SPLIT_MARGIN; among other parts, both are judged at
+  NUMBER_ODDS (`odds`). A run of touching window strokes (`_Run`) is cut at pen lifts only (`_cut_run`).
   """
   box, crop = _paste(pieces)
   height, width = crop.shape
   wide = width > SPLIT_ASPECT * height and width >= 8
-  strokes = getattr(pieces[0], 'strokes', []) if len(pieces) == 1 else []
+  if len(pieces) == 1 and len(getattr(pieces[0], 'strokes', [])) > 1:
+    return _cut_run(predictor, pieces[0])
   columns = not any(isinstance(piece, _Run) for piece in pieces)  # Window strokes are cut between strokes.
-  if depth > 3 or not (wide or len(pieces) > 1 or len(strokes) > 1):
+  if depth > 3 or not (wide or len(pieces) > 1):
     return [(box, crop)]
   left, top, right, bottom = box
   ink_columns = crop.sum(0)
@@ -588,44 +591,87 @@ def _split_touching(predictor, pieces: Sequence[tuple[Box, np.ndarray]], odds: f
   # slanted digits whose boxes overlap), not one inside the other (the two strokes of a 4).
   by_centre = sorted(pieces, key=lambda piece: piece[0][0] + piece[0][2])
 
-  def apart(a, b, strict=False):
-    (a_left, a_top, a_right, a_bottom), (b_left, b_top, b_right, b_bottom) = (_union([p for p, _ in side])
-                                                                              for side in (a, b))
-    if min(a_bottom - a_top, b_bottom - b_top) < SMALL_PART * height:
-      return False
-    overlap = min(a_right, b_right) - max(a_left, b_left)
-    return (wide and not strict) or overlap < MERGE_OVERLAP * 2 * min(a_right - a_left, b_right - b_left)
+  def apart(a, b):
+    return _side_by_side(*(_union([p for p, _ in side]) for side in (a, b)), height, loose=wide)
 
-  # A run of touching window strokes is cut at a pen lift only, into the strokes drawn before it and
-  # after, side by side (two digits written touching, one after the other), and each side must be a sure
-  # digit on its own (COMB_SURE, at the odds of a part alone): a digit's own strokes often read as two.
-  lifts = [([_run(strokes[:k])], [_run(strokes[k:])]) for k in range(1, len(strokes))]
   # (left side, right side, the least sureness at `odds`, the least sureness of each side alone).
   candidates = ([(*column_cut(int(c)), 0.0, 0.0) for c in thin]
                 + [(by_centre[:k], by_centre[k:], 0.0, 0.0) for k in range(1, len(pieces))
                    if apart(by_centre[:k], by_centre[k:])]
-                + [(a, b, 0.0, COMB_SURE) for a, b in lifts if apart(a, b, strict=True)]
                 + [(*column_cut(int(c)), COMB_SURE, 0.0) for c in comb])
   if not candidates:
     return [(box, crop)]
-  # Cuts at a pen lift (a run's only candidates) are judged at the odds of a part alone, whole and sides:
-  # their sides must be sure digits alone, and at NUMBER_ODDS a whole the model doubts (two digits written
-  # touching, read as one at 0.9) is as sure as any two sides.
-  judged = 1.0 if lifts else odds
-  whole = _sureness(_read(predictor, crop), predictor.threshold, judged)
+  whole = _sureness(_read(predictor, crop), predictor.threshold, odds)
   best, best_sides = whole + SPLIT_MARGIN, None
   for left_pieces, right_pieces, floor, alone_floor in candidates:
     sides = [_paste(left_pieces)[1], _paste(right_pieces)[1]]
     if sides[0].max() <= INK_THRESHOLD or sides[1].max() <= INK_THRESHOLD:
       continue
     readings = [_read(predictor, side) for side in sides]
-    sure = min(_sureness(reading, predictor.threshold, judged) for reading in readings)
+    sure = min(_sureness(reading, predictor.threshold, odds) for reading in readings)
     alone = min(_sureness(reading, predictor.threshold) for reading in readings) if alone_floor else 1.0
     if sure > best and sure >= floor and alone >= alone_floor:
       best, best_sides = sure, (left_pieces, right_pieces)
   if best_sides is None:
     return [(box, crop)]
   return [part for side in best_sides for part in _split_touching(predictor, side, odds, depth + 1)]
+
+
+def _side_by_side(a: Box, b: Box, height: int, loose: bool = False) -> bool:
+  """Whether two sides of a part `height` high may be two digits: both digit-sized (SMALL_PART of the
+  height: a 7's crossbar or a 5's top bar is never a digit of its own), and lying mostly side by side, their
+  boxes overlapping in x by less than 2 MERGE_OVERLAP of the narrower one's width (two slanted digits), not
+  one inside the other (the two strokes of a 4); `loose` (a part too wide for one digit) waives the
+  second."""
+  if min(a[3] - a[1], b[3] - b[1]) < SMALL_PART * height:
+    return False
+  return loose or min(a[2], b[2]) - max(a[0], b[0]) < MERGE_OVERLAP * 2 * min(a[2] - a[0], b[2] - b[0])
+
+
+def _cut_run(predictor, run: _Run) -> list[_Run]:
+  """A run of touching window strokes cut at pen lifts into the digits written one after another, or kept
+  whole (recognition-based segmentation over the order the strokes were drawn in).
+
+  Of the ways to cut it into runs of consecutive strokes (at most DIGIT_STROKES each), each a sure digit on
+  its own (COMB_SURE: a digit's own strokes often read as two) and side by side with the next
+  (`_side_by_side`), the one whose least sure digit is surest is kept when that digit is surer than the
+  whole run, by SPLIT_MARGIN. All are judged at the odds of a part alone: among other digits (NUMBER_ODDS)
+  a whole the model doubts, two digits written touching read as one at 0.9, is as sure as any two sides.
+  Three digits written touching are cut in one go: no single cut leaves two sure digits.
+  """
+  strokes, threshold = run.strokes, predictor.threshold
+  height = run[0][3] - run[0][1]
+  parts = {}
+
+  def part(i: int, j: int) -> tuple[_Run, float]:  # Strokes i..j-1 as one run, and how sure a digit alone.
+    if (i, j) not in parts:
+      piece = _run(strokes[i:j])
+      parts[i, j] = piece, _sureness(_read(predictor, piece[1]), threshold)
+    return parts[i, j]
+
+  # ending[j]: for each way to cut strokes[:j] into sure digits, (its least sureness, where its digits start).
+  ending: dict[int, list[tuple[float, list[int]]]] = {j: [] for j in range(len(strokes) + 1)}
+  for j in range(1, len(strokes) + 1):
+    for i in range(max(0, j - DIGIT_STROKES), j):
+      if (i, j) == (0, len(strokes)) or (i and not ending[i]):
+        continue  # The whole run, judged below; strokes[:i] that are no sure digits end no digit here.
+      piece, sure = part(i, j)
+      if sure < COMB_SURE:
+        continue
+      if i == 0:
+        ending[j].append((sure, [0]))
+        continue
+      ways = [(min(least, sure), starts + [i]) for least, starts in ending[i]
+              if _side_by_side(part(starts[-1], i)[0][0], piece[0], height)]
+      if ways:
+        ending[j].append(max(ways, key=lambda way: way[0]))
+  if not ending[len(strokes)]:
+    return [run]
+  least, starts = max(ending[len(strokes)], key=lambda way: way[0])
+  if least <= _sureness(_read(predictor, run[1]), threshold) + SPLIT_MARGIN:
+    return [run]
+  bounds = starts + [len(strokes)]
+  return [part(i, j)[0] for i, j in zip(bounds, bounds[1:])]
 
 
 def _paste(parts: Sequence[tuple[Box, np.ndarray]]) -> tuple[Box, np.ndarray]:

@@ -271,6 +271,18 @@ def test_two_zeros_written_touching_one_after_the_other_read_as_two(shipped):
     assert numbers.read_number(shipped, strokes).text == '00'
 
 
+def test_three_or_more_digits_written_touching_are_cut_in_one_go(shipped):
+  # Zeros written one after another, each touching the next: one run of strokes. No single cut leaves two
+  # sure digits (one side holds two zeros or more), so the run is cut into all its digits at once.
+  zero = lambda cx: [[(cx + 0.12 * math.cos(t), 0.5 + 0.22 * math.sin(t)) for t in np.linspace(0, 2 * math.pi, 40)]]
+  for gap in (0.0, -0.03):
+    for count in (3, 5):
+      strokes = [s for k in range(count) for s in zero(0.3 + k * (0.24 + STROKE_WIDTH + gap))]
+      groups = numbers._group_strokes(numbers._stroke_pieces(strokes))
+      assert max(len(g[0].strokes) for g in groups) >= 3  # Three zeros or more in one run.
+      assert numbers.read_number(shipped, strokes).text == '0' * count
+
+
 def _slanted_one(x, top=0.25, bottom=0.8, slant=0.22):
   return [_line((x + slant, top), (x, bottom))]
 
