@@ -112,8 +112,10 @@ MAX_UNITS = 16.0
 # tail, each read as a sure digit, barely surer than the sure whole.
 SPLIT_MARGIN = 0.01
 # A digit is written in at most this many strokes: a run of touching window strokes is cut into digits of
-# up to this many strokes each (`_cut_run`).
+# up to this many strokes each (`_cut_run`), each at least this sure alone; less sure than COMB_SURE, as the
+# cuts at pen lifts must also leave digits side by side (chosen on development seeds, benchmarks/README.md).
 DIGIT_STROKES = 10
+LIFT_SURE = 0.7
 # Among other digits, a digit-sized part is far likelier to be a digit than a drawing on its own is: the
 # odds that it is one are taken as this many times the odds the threshold was set for (a digit score of
 # 0.5 becomes 1/129; chosen on development seeds, benchmarks/README.md). Most parts that are not digits
@@ -633,7 +635,7 @@ def _cut_run(predictor, run: _Run) -> list[_Run]:
   whole (recognition-based segmentation over the order the strokes were drawn in).
 
   Of the ways to cut it into runs of consecutive strokes (at most DIGIT_STROKES each), each a sure digit on
-  its own (COMB_SURE: a digit's own strokes often read as two) and side by side with the next
+  its own (LIFT_SURE: a digit's own strokes often read as two) and side by side with the next
   (`_side_by_side`), the one whose least sure digit is surest is kept when that digit is surer than the
   whole run, by SPLIT_MARGIN. All are judged at the odds of a part alone: among other digits (NUMBER_ODDS)
   a whole the model doubts, two digits written touching read as one at 0.9, is as sure as any two sides.
@@ -656,7 +658,7 @@ def _cut_run(predictor, run: _Run) -> list[_Run]:
       if (i, j) == (0, len(strokes)) or (i and not ending[i]):
         continue  # The whole run, judged below; strokes[:i] that are no sure digits end no digit here.
       piece, sure = part(i, j)
-      if sure < COMB_SURE:
+      if sure < LIFT_SURE:
         continue
       if i == 0:
         ending[j].append((sure, [0]))
