@@ -11,7 +11,8 @@ sheet). From there both take one path: pieces that overlap horizontally are grou
 two strokes, the separate top bar of a 5); a group is cut where the two sides read best (recognition-based
 segmentation): between its pieces when they stand side by side (two slanted digits whose boxes
 overlap), in an image at a low-ink column when it is too wide for one digit, and in window strokes only
-at a pen lift (strokes that touch are one piece, which keeps the order they were drawn in); weak neighbours
+at pen lifts, into all the digits written touching at once (strokes that touch are one piece, which keeps
+the order they were drawn in); weak neighbours
 are joined where together they read surer (a stray mark, a broken stroke), and a mark far smaller than
 the tallest part both ways (a click of the pen, a full stop) is left out. Each part goes through
 `preprocess_drawing`, exactly as a single digit does. Among other digits, a digit-sized part the model
@@ -588,9 +589,7 @@ def _split_touching(predictor, pieces: Sequence[tuple[Box, np.ndarray]], odds: f
           ] if width > COMB_ASPECT * height and columns else []
   column_cut = lambda c: ([((left, top, left + c, bottom), crop[:, :c])],
                           [((left + c, top, right, bottom), crop[:, c:])])
-  # Splits between pieces, into two digit-sized sides only: a 7's crossbar or a 5's top bar is never a
-  # digit of its own. In a part no wider than a digit, the sides must also lie mostly side by side (two
-  # slanted digits whose boxes overlap), not one inside the other (the two strokes of a 4).
+  # Splits between pieces, into two sides that may be two digits (`_side_by_side`).
   by_centre = sorted(pieces, key=lambda piece: piece[0][0] + piece[0][2])
 
   def apart(a, b):
