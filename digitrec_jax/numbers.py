@@ -520,7 +520,9 @@ def _group_strokes(pieces: list[tuple[Box, np.ndarray]]) -> list[list[tuple[Box,
       runs[-1].append(piece)
     else:
       runs.append([piece])
-  return _group([_run(run) for run in runs])
+  runs = [_run(run) for run in runs]
+  # Each group's runs in the order they were drawn, so its strokes run in that order (`_cut_run`).
+  return [[runs[i] for i in sorted(group)] for group in _merge_boxes([box for box, _ in runs])]
 
 
 class _Run(tuple):
@@ -567,13 +569,20 @@ def _split_touching(predictor, pieces: Sequence[tuple[Box, np.ndarray]], odds: f
   several components, each split of its components into a left and a right group (two digits whose strokes
   overlap in x, as the bar of one 5 reaching over the next). A cut is kept only when both sides read as
   digits more surely than the whole does, by SPLIT_MARGIN; among other parts, both are judged at
-  NUMBER_ODDS (`odds`). A run of touching window strokes (`_Run`) is cut at pen lifts only (`_cut_run`).
+  NUMBER_ODDS (`odds`). Window strokes (`_Run`s) are never cut through: the group's strokes, in the order
+  they were drawn, are first cut at pen lifts into the digits written one after another (`_cut_run`), and
+  only then, if that leaves the group whole, split between its runs.
   """
   box, crop = _paste(pieces)
   height, width = crop.shape
   wide = width > SPLIT_ASPECT * height and width >= 8
-  if len(pieces) == 1 and len(getattr(pieces[0], 'strokes', [])) > 1:
-    return _cut_run(predictor, pieces[0])
+  strokes = [stroke for piece in pieces for stroke in getattr(piece, 'strokes', [])]
+  if len(strokes) > 1 and all(isinstance(piece, _Run) for piece in pieces):
+    # Window strokes, in the order they were drawn: first cut into the digits written one after another,
+    # across the runs (two digits written touching, and a third whose box reaches over theirs).
+    cut = _cut_run(predictor, pieces[0] if len(pieces) == 1 else _run(strokes))
+    if len(cut) > 1 or len(pieces) == 1:
+      return cut
   columns = not any(isinstance(piece, _Run) for piece in pieces)  # Window strokes are cut between strokes.
   if depth > 3 or not (wide or len(pieces) > 1):
     return [(box, crop)]
@@ -589,29 +598,30 @@ def _split_touching(predictor, pieces: Sequence[tuple[Box, np.ndarray]], odds: f
           ] if width > COMB_ASPECT * height and columns else []
   column_cut = lambda c: ([((left, top, left + c, bottom), crop[:, :c])],
                           [((left + c, top, right, bottom), crop[:, c:])])
-  # Splits between pieces, into two sides that may be two digits (`_side_by_side`).
-  by_centre = sorted(pieces, key=lambda piece: piece[0][0] + piece[0][2])
+  # Splits between pieces, into two sides that may be two digits (`_side_by_side`). Each side keeps its
+  # pieces in their order: window strokes in the order they were drawn, for `_cut_run`.
+  by_centre = sorted(range(len(pieces)), key=lambda k: pieces[k][0][0] + pieces[k][0][2])
+  splits = [([pieces[i] for i in sorted(by_centre[:k])], [pieces[i] for i in sorted(by_centre[k:])])
+            for k in range(1, len(pieces))]
 
   def apart(a, b):
     return _side_by_side(*(_union([p for p, _ in side]) for side in (a, b)), height, loose=wide)
 
-  # (left side, right side, the least sureness at `odds`, the least sureness of each side alone).
-  candidates = ([(*column_cut(int(c)), 0.0, 0.0) for c in thin]
-                + [(by_centre[:k], by_centre[k:], 0.0, 0.0) for k in range(1, len(pieces))
-                   if apart(by_centre[:k], by_centre[k:])]
-                + [(*column_cut(int(c)), COMB_SURE, 0.0) for c in comb])
+  # (left side, right side, the least sureness at `odds` of each side).
+  candidates = ([(*column_cut(int(c)), 0.0) for c in thin]
+                + [(*split, 0.0) for split in splits if apart(*split)]
+                + [(*column_cut(int(c)), COMB_SURE) for c in comb])
   if not candidates:
     return [(box, crop)]
   whole = _sureness(_read(predictor, crop), predictor.threshold, odds)
   best, best_sides = whole + SPLIT_MARGIN, None
-  for left_pieces, right_pieces, floor, alone_floor in candidates:
+  for left_pieces, right_pieces, floor in candidates:
     sides = [_paste(left_pieces)[1], _paste(right_pieces)[1]]
     if sides[0].max() <= INK_THRESHOLD or sides[1].max() <= INK_THRESHOLD:
       continue
     readings = [_read(predictor, side) for side in sides]
     sure = min(_sureness(reading, predictor.threshold, odds) for reading in readings)
-    alone = min(_sureness(reading, predictor.threshold) for reading in readings) if alone_floor else 1.0
-    if sure > best and sure >= floor and alone >= alone_floor:
+    if sure > best and sure >= floor:
       best, best_sides = sure, (left_pieces, right_pieces)
   if best_sides is None:
     return [(box, crop)]
@@ -627,6 +637,12 @@ def _side_by_side(a: Box, b: Box, height: int, loose: bool = False) -> bool:
   if min(a[3] - a[1], b[3] - b[1]) < SMALL_PART * height:
     return False
   return loose or min(a[2], b[2]) - max(a[0], b[0]) < MERGE_OVERLAP * 2 * min(a[2] - a[0], b[2] - b[0])
+
+
+def _written_after(a: Box, b: Box, height: int) -> bool:
+  """Whether `b` may be the digit written after `a`: side by side with it (`_side_by_side`) and to its right,
+  as a number is written."""
+  return _side_by_side(a, b, height) and a[0] + a[2] < b[0] + b[2]
 
 
 def _cut_run(predictor, run: _Run) -> list[_Run]:
@@ -663,7 +679,7 @@ def _cut_run(predictor, run: _Run) -> list[_Run]:
         ending[j].append((sure, [0]))
         continue
       ways = [(min(least, sure), starts + [i]) for least, starts in ending[i]
-              if _side_by_side(part(starts[-1], i)[0][0], piece[0], height)]
+              if _written_after(part(starts[-1], i)[0][0], piece[0], height)]
       if ways:
         ending[j].append(max(ways, key=lambda way: way[0]))
   if not ending[len(strokes)]:

@@ -283,6 +283,40 @@ def test_three_or_more_digits_written_touching_are_cut_in_one_go(shipped):
       assert numbers.read_number(shipped, strokes).text == '0' * count
 
 
+def test_a_run_is_cut_only_into_digits_written_left_to_right(monkeypatch):
+  # Three strokes that each read as a sure 1 and, any two or all three together, as no digit. Written left
+  # to right (boxes at 0-40, 45-75, 70-110) they are cut into three digits; written with the last stroke
+  # back to the left of the one before (0-40, 70-110, 45-75: the strokes of one digit), the cut would read
+  # the digits out of their order, so the run stays whole.
+  def fake_read(predictor, crop, box=(0, 0, 0, 0)):
+    probs = np.full(10, 0.001, np.float32)
+    probs[1] = 0.991
+    return numbers.DigitReading(*((1, probs, 0.99) if crop.shape[1] <= 40 else (numbers.NOT_A_DIGIT, probs, 0.01)), box)
+  monkeypatch.setattr(numbers, '_read', fake_read)
+  predictor = type('P', (), {'threshold': 0.5})()
+  a, b, c = [((x0, 0, x1, 80), np.ones((80, x1 - x0), np.float32)) for x0, x1 in ((0, 40), (45, 75), (70, 110))]
+  assert [box for box, _ in numbers._cut_run(predictor, numbers._run([a, b, c]))] == [a[0], b[0], c[0]]
+  run = numbers._run([a, c, b])
+  assert numbers._cut_run(predictor, run) == [run]
+
+
+def test_touching_digits_are_cut_when_the_next_digit_overlaps_them_without_touching(shipped):
+  # A 0 and a 2 written touching, then a 1 above the end of the 2's long base: the 1 touches no ink, but its
+  # box overlaps the 2's, so all three are one group of two runs. Cut only between the runs, the 0 and the
+  # 2 stayed one part that is no digit (`?`); the group's strokes are cut in the order they were written.
+  def two(x, tail):
+    arc = [(x + 0.11 * math.cos(t), 0.4 + 0.12 * math.sin(t)) for t in np.linspace(math.pi * 1.1, math.pi * 2.15, 20)]
+    return [arc + _line(arc[-1], (x - 0.11, 0.74))[1:] + _line((x - 0.11, 0.74), (x + tail, 0.74))[1:]]
+  zero = [[(0.3 + 0.12 * math.cos(t), 0.5 + 0.22 * math.sin(t)) for t in np.linspace(0, 2 * math.pi, 40)]]
+  x = 0.3 + 0.12 + 0.11 + STROKE_WIDTH - 0.03  # The 2's left side half a pen inside the 0's.
+  for shift in (0.0, 0.02):
+    strokes = zero + two(x, 0.2) + [_line((x + 0.28 + shift, 0.26), (x + 0.2 + shift, 0.66))]
+    pieces = numbers._stroke_pieces(strokes)
+    assert numbers._touching(pieces[0], pieces[1]) and not numbers._touching(pieces[1], pieces[2])
+    assert [[len(run.strokes) for run in g] for g in numbers._group_strokes(pieces)] == [[2, 1]]
+    assert numbers.read_number(shipped, strokes).text == '021'
+
+
 def _slanted_one(x, top=0.25, bottom=0.8, slant=0.22):
   return [_line((x + slant, top), (x, bottom))]
 
