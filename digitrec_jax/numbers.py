@@ -117,6 +117,9 @@ SPLIT_MARGIN = 0.01
 # cuts at pen lifts must also leave digits side by side (chosen on development seeds, benchmarks/README.md).
 DIGIT_STROKES = 10
 LIFT_SURE = 0.7
+# Digits written one after another reach back over each other by less than this share of the narrower one's
+# width: further than two parts split anywhere (2 MERGE_OVERLAP), as a 1 written close to a 2's tail does.
+RUN_OVERLAP = 0.75
 # Among other digits, a digit-sized part is far likelier to be a digit than a drawing on its own is: the
 # odds that it is one are taken as this many times the odds the threshold was set for (a digit score of
 # 0.5 becomes 1/129; chosen on development seeds, benchmarks/README.md). Most parts that are not digits
@@ -628,21 +631,21 @@ def _split_touching(predictor, pieces: Sequence[tuple[Box, np.ndarray]], odds: f
   return [part for side in best_sides for part in _split_touching(predictor, side, odds, depth + 1)]
 
 
-def _side_by_side(a: Box, b: Box, height: int, loose: bool = False) -> bool:
+def _side_by_side(a: Box, b: Box, height: int, loose: bool = False, overlap: float = 2 * MERGE_OVERLAP) -> bool:
   """Whether two sides of a part `height` high may be two digits: both digit-sized (SMALL_PART of the
   height: a 7's crossbar or a 5's top bar is never a digit of its own), and lying mostly side by side, their
-  boxes overlapping in x by less than 2 MERGE_OVERLAP of the narrower one's width (two slanted digits), not
+  boxes overlapping in x by less than `overlap` of the narrower one's width (two slanted digits), not
   one inside the other (the two strokes of a 4); `loose` (a part too wide for one digit) waives the
   second."""
   if min(a[3] - a[1], b[3] - b[1]) < SMALL_PART * height:
     return False
-  return loose or min(a[2], b[2]) - max(a[0], b[0]) < MERGE_OVERLAP * 2 * min(a[2] - a[0], b[2] - b[0])
+  return loose or min(a[2], b[2]) - max(a[0], b[0]) < overlap * min(a[2] - a[0], b[2] - b[0])
 
 
 def _written_after(a: Box, b: Box, height: int) -> bool:
-  """Whether `b` may be the digit written after `a`: side by side with it (`_side_by_side`) and to its right,
-  as a number is written."""
-  return _side_by_side(a, b, height) and a[0] + a[2] < b[0] + b[2]
+  """Whether `b` may be the digit written after `a`: to its right, as a number is written, and side by side
+  with it (`_side_by_side`), reaching back over it by less than RUN_OVERLAP of the narrower one's width."""
+  return a[0] + a[2] < b[0] + b[2] and _side_by_side(a, b, height, overlap=RUN_OVERLAP)
 
 
 def _cut_run(predictor, run: _Run) -> list[_Run]:

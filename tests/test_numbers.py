@@ -300,21 +300,36 @@ def test_a_run_is_cut_only_into_digits_written_left_to_right(monkeypatch):
   assert numbers._cut_run(predictor, run) == [run]
 
 
+def _two(x, tail):
+  """A 2 in one stroke, its base running `tail` right of its centre `x`."""
+  arc = [(x + 0.11 * math.cos(t), 0.4 + 0.12 * math.sin(t)) for t in np.linspace(math.pi * 1.1, math.pi * 2.15, 20)]
+  return [arc + _line(arc[-1], (x - 0.11, 0.74))[1:] + _line((x - 0.11, 0.74), (x + tail, 0.74))[1:]]
+
+
 def test_touching_digits_are_cut_when_the_next_digit_overlaps_them_without_touching(shipped):
   # A 0 and a 2 written touching, then a 1 above the end of the 2's long base: the 1 touches no ink, but its
   # box overlaps the 2's, so all three are one group of two runs. Cut only between the runs, the 0 and the
   # 2 stayed one part that is no digit (`?`); the group's strokes are cut in the order they were written.
-  def two(x, tail):
-    arc = [(x + 0.11 * math.cos(t), 0.4 + 0.12 * math.sin(t)) for t in np.linspace(math.pi * 1.1, math.pi * 2.15, 20)]
-    return [arc + _line(arc[-1], (x - 0.11, 0.74))[1:] + _line((x - 0.11, 0.74), (x + tail, 0.74))[1:]]
   zero = [[(0.3 + 0.12 * math.cos(t), 0.5 + 0.22 * math.sin(t)) for t in np.linspace(0, 2 * math.pi, 40)]]
   x = 0.3 + 0.12 + 0.11 + STROKE_WIDTH - 0.03  # The 2's left side half a pen inside the 0's.
   for shift in (0.0, 0.02):
-    strokes = zero + two(x, 0.2) + [_line((x + 0.28 + shift, 0.26), (x + 0.2 + shift, 0.66))]
+    strokes = zero + _two(x, 0.2) + [_line((x + 0.28 + shift, 0.26), (x + 0.2 + shift, 0.66))]
     pieces = numbers._stroke_pieces(strokes)
     assert numbers._touching(pieces[0], pieces[1]) and not numbers._touching(pieces[1], pieces[2])
     assert [[len(run.strokes) for run in g] for g in numbers._group_strokes(pieces)] == [[2, 1]]
     assert numbers.read_number(shipped, strokes).text == '021'
+
+
+@pytest.mark.parametrize('start, slant', [(-0.04, 0.08), (0.0, 0.04)])
+def test_a_one_written_touching_the_end_of_a_twos_base_reads_as_two_digits(shipped, start, slant):
+  # The 1 stands on the end of the 2's base and reaches back over it by 0.6-0.75 of its own width: more
+  # than two parts split anywhere may overlap (2 MERGE_OVERLAP), less than digits written one after another
+  # may (RUN_OVERLAP). It read '?'.
+  strokes = _two(0.35, 0.12) + [_line((0.47 + start + slant, 0.26), (0.47 + start, 0.7))]
+  (a, _), (b, _) = pieces = numbers._stroke_pieces(strokes)
+  assert numbers._touching(*pieces)
+  assert 2 * numbers.MERGE_OVERLAP < (a[2] - max(a[0], b[0])) / (b[2] - b[0]) < numbers.RUN_OVERLAP
+  assert numbers.read_number(shipped, strokes).text == '21'
 
 
 def _slanted_one(x, top=0.25, bottom=0.8, slant=0.22):
