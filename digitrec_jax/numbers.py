@@ -11,8 +11,8 @@ sheet). From there both take one path: pieces that overlap horizontally are grou
 two strokes, the separate top bar of a 5); a group is cut where the two sides read best (recognition-based
 segmentation): between its pieces when they stand side by side (two slanted digits whose boxes
 overlap), in an image at a low-ink column when it is too wide for one digit, and in window strokes only
-at pen lifts, into all the digits written touching at once (strokes that touch are one piece, which keeps
-the order they were drawn in); weak neighbours
+at pen lifts, into all the digits written one after another at once, left to right (strokes that touch are
+one piece, which keeps the order they were drawn in); weak neighbours
 are joined where together they read surer (a stray mark, a broken stroke), and a mark far smaller than
 the tallest part both ways (a click of the pen, a full stop) is left out. Each part goes through
 `preprocess_drawing`, exactly as a single digit does. Among other digits, a digit-sized part the model
@@ -495,8 +495,8 @@ def _scaled(box: Box, sx: float, sy: float) -> Box:
 
 
 def _group(pieces: list[tuple[Box, np.ndarray]]) -> list[list[tuple[Box, np.ndarray]]]:
-  """Pieces (strokes or components) grouped where they overlap horizontally (a 5 and its separate top
-  bar), left to right."""
+  """Pieces (an image's components) grouped where they overlap horizontally (a 5 and its separate top
+  bar), left to right; window strokes are grouped the same way in `_group_strokes`."""
   return [[pieces[i] for i in group] for group in _merge_boxes([box for box, _ in pieces])]
 
 
@@ -516,7 +516,8 @@ def _group_strokes(pieces: list[tuple[Box, np.ndarray]]) -> list[list[tuple[Box,
   """Window strokes grouped into digits, using the order they were drawn in: a stroke whose ink touches
   the strokes drawn just before it is one piece with them (a 4's second stroke, a 7's hook, a 5's bar
   written at once), as touching ink is one component in an image, however little their boxes overlap;
-  then pieces that overlap horizontally are grouped (`_group`)."""
+  then pieces that overlap horizontally are grouped, as `_group` groups an image's, each group's pieces in
+  the order they were drawn."""
   runs: list[list[tuple[Box, np.ndarray]]] = []
   for piece in pieces:
     if runs and any(_touching(before, piece) for before in runs[-1]):
@@ -524,7 +525,6 @@ def _group_strokes(pieces: list[tuple[Box, np.ndarray]]) -> list[list[tuple[Box,
     else:
       runs.append([piece])
   runs = [_run(run) for run in runs]
-  # Each group's runs in the order they were drawn, so its strokes run in that order (`_cut_run`).
   return [[runs[i] for i in sorted(group)] for group in _merge_boxes([box for box, _ in runs])]
 
 
@@ -649,15 +649,17 @@ def _written_after(a: Box, b: Box, height: int) -> bool:
 
 
 def _cut_run(predictor, run: _Run) -> list[_Run]:
-  """A run of touching window strokes cut at pen lifts into the digits written one after another, or kept
-  whole (recognition-based segmentation over the order the strokes were drawn in).
+  """Window strokes in the order they were drawn (a run of touching strokes, or a group's runs one after
+  another) cut at pen lifts into the digits written one after another, or kept whole (recognition-based
+  segmentation over the order the strokes were drawn in).
 
   Of the ways to cut it into runs of consecutive strokes (at most DIGIT_STROKES each), each a sure digit on
-  its own (LIFT_SURE: a digit's own strokes often read as two) and side by side with the next
-  (`_side_by_side`), the one whose least sure digit is surest is kept when that digit is surer than the
-  whole run, by SPLIT_MARGIN. All are judged at the odds of a part alone: among other digits (NUMBER_ODDS)
-  a whole the model doubts, two digits written touching read as one at 0.9, is as sure as any two sides.
-  Three digits written touching are cut in one go: no single cut leaves two sure digits.
+  its own (LIFT_SURE: a digit's own strokes often read as two) and written after the one before it, to its
+  right and side by side (`_written_after`), the one whose least sure digit is surest is kept when that
+  digit is surer than the whole run, by SPLIT_MARGIN. All are judged at the odds of a part alone: among
+  other digits (NUMBER_ODDS) a whole the model doubts, two digits written touching read as one at 0.9, is as
+  sure as any two sides. Three digits written touching are cut in one go: no single cut leaves two sure
+  digits.
   """
   strokes, threshold = run.strokes, predictor.threshold
   height = run[0][3] - run[0][1]
