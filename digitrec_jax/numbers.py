@@ -762,6 +762,21 @@ def _in_context(readings: Sequence[DigitReading], threshold: float) -> tuple[Dig
       else r for r in readings)
 
 
+def _at_edge(box: Box, shape: tuple[int, int]) -> bool:
+  return box[0] <= 0 or box[1] <= 0 or box[2] >= shape[1] or box[3] >= shape[0]
+
+
+def _without_cut_off(readings: Sequence[DigitReading], shape: tuple[int, int]) -> tuple[DigitReading, ...]:
+  """`readings` of an image of `shape` less the parts that meet its edge and are no digits even among
+  digits, when every digit lies clear of the edges: ink cut off by the photo's edge beside writing that is
+  whole is what lies around the writing (a desk beyond the sheet, a shadow's corner), as `_around_the_page`
+  finds for ink along the edges."""
+  digits = [r for r in readings if r.digit != NOT_A_DIGIT]
+  if not digits or any(_at_edge(r.box, shape) for r in digits):
+    return tuple(readings)
+  return tuple(r for r in readings if r.digit != NOT_A_DIGIT or not _at_edge(r.box, shape))
+
+
 def _not_a_number(box: Box) -> NumberReading:
   """The reading of a drawing that is one part, `box`, and not a digit: texture, noise, dots alone."""
   return NumberReading('?', (DigitReading(NOT_A_DIGIT, np.full(10, 0.1, np.float32), 0.0, box),), 0.0)
@@ -803,6 +818,8 @@ def read_number(predictor, drawing: Image.Image | np.ndarray | Strokes) -> Numbe
   digits = _without_marks(_merge_weak(predictor, parts, odds))
   if len(digits) > 1:
     digits = _in_context(digits, predictor.threshold)
+    if size is not None:
+      digits = _without_cut_off(digits, ink.shape)
   if scale != (1.0, 1.0):
     digits = tuple(dataclasses.replace(d, box=_scaled(d.box, *scale)) for d in digits)
   text = ''.join('?' if d.digit == NOT_A_DIGIT else str(d.digit) for d in digits)

@@ -494,6 +494,30 @@ def test_a_sheet_photographed_on_a_darker_desk_reads_its_digit(shipped, desk):
   assert reading.text == '3' and reading.confidence > 0.9
 
 
+@pytest.mark.parametrize('digit_at_edge', [False, True])
+def test_ink_cut_off_by_the_edge_that_is_no_digit_is_left_out_beside_whole_writing(monkeypatch, digit_at_edge):
+  # A blob meeting the image's bottom edge with a narrow stem (a desk's sliver, a shadow's corner: too
+  # big to be a speck and meeting the edge too little to be ink along it) reads as no digit even among
+  # digits; a 50 px wide bar reads as a sure 3. Beside a digit clear of the edges the blob is left out;
+  # when the digit meets an edge too (a tightly cropped number), nothing is left out.
+  def fake_read(predictor, crop, box=(0, 0, 0, 0)):
+    probs = np.full(10, 0.001, np.float32)
+    probs[3] = 0.991
+    return numbers.DigitReading(*((3, probs, 0.99) if crop.shape[1] == 50 else (numbers.NOT_A_DIGIT, probs, 1e-4)), box)
+  monkeypatch.setattr(numbers, '_read', fake_read)
+  predictor = type('P', (), {'threshold': 0.5})()
+  image = np.full((240, 400), 255, np.uint8)
+  image[130:190, 20:80] = 0
+  image[190:, 45:55] = 0  # The stem down to the bottom edge.
+  image[40:200, 250:300] = 0
+  if digit_at_edge:
+    image[:40, 270:280] = 0  # The 3's top reaches the top edge.
+  reading = numbers.read_number(predictor, image)
+  assert [r.box for r in reading.digits] == ([(20, 130, 80, 240)] if digit_at_edge else []) + [
+      (250, 0 if digit_at_edge else 40, 300, 200)]
+  assert reading.text == ('?3' if digit_at_edge else '3')
+
+
 @pytest.mark.parametrize('edge', [330, 450])
 def test_a_shadow_with_a_sharp_edge_is_paper_not_ink(shipped, edge):
   # A shadow over the right of the page, its edge through the 3 or beside it: the smooth paper estimate
