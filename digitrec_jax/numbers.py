@@ -14,7 +14,8 @@ overlap), in an image at a low-ink column when it is too wide for one digit, and
 at pen lifts, into all the digits written one after another at once, left to right (strokes that touch are
 one piece, which keeps the order they were drawn in); weak neighbours
 are joined where together they read surer (a stray mark, a broken stroke), and a mark far smaller than
-the tallest part both ways (a click of the pen, a full stop) is left out. Each part goes through
+the tallest part both ways (a click of the pen, a full stop) is left out, as is, in an image, a part cut
+off by its edge that is no digit beside digits clear of the edges (a sliver of desk). Each part goes through
 `preprocess_drawing`, exactly as a single digit does. Among other digits, a digit-sized part the model
 doubts is read as a digit at shifted odds (NUMBER_ODDS), and cuts and joins among other parts are judged
 at those odds, but for a cut at a pen lift, judged as parts alone; a part drawn alone keeps the model's
@@ -790,7 +791,9 @@ def read_number(predictor, drawing: Image.Image | np.ndarray | Strokes) -> Numbe
   Strokes and images take the same path once they are pieces (a stroke, or a connected component of
   ink): pieces overlapping in x are grouped, groups too wide for a digit are cut where the sides read
   best, weak neighbours are joined, marks (MARK) are left out, and doubtful digits among digits are read
-  at NUMBER_ODDS. Strokes that are not (x, y) points in window units raise ValueError (`check_strokes`).
+  at NUMBER_ODDS; in an image, a part cut off by its edge that is no digit is left out beside writing clear
+  of the edges (`_without_cut_off`). Strokes that are not (x, y) points in window units raise ValueError
+  (`check_strokes`).
   """
   if isinstance(drawing, (list, tuple)):
     check_strokes(drawing)
