@@ -113,8 +113,8 @@ MAX_UNITS = 16.0
 # A cut must leave two sides surer than the whole by this much: halves of a slanted 1, or an 8 and its
 # tail, each read as a sure digit, barely surer than the sure whole.
 SPLIT_MARGIN = 0.01
-# A digit is written in at most this many strokes: a run of touching window strokes is cut into digits of
-# up to this many strokes each (`_cut_run`), each at least this sure alone; less sure than COMB_SURE, as the
+# A digit is written in at most this many strokes: a group's window strokes are cut into digits of up to
+# this many strokes each (`_cut_run`), each at least this sure alone; less sure than COMB_SURE, as the
 # cuts at pen lifts must also leave digits side by side (chosen on development seeds, benchmarks/README.md).
 DIGIT_STROKES = 10
 LIFT_SURE = 0.7
@@ -496,9 +496,10 @@ def _scaled(box: Box, sx: float, sy: float) -> Box:
 
 
 def _group(pieces: list[tuple[Box, np.ndarray]]) -> list[list[tuple[Box, np.ndarray]]]:
-  """Pieces (an image's components) grouped where they overlap horizontally (a 5 and its separate top
-  bar), left to right; window strokes are grouped the same way in `_group_strokes`."""
-  return [[pieces[i] for i in group] for group in _merge_boxes([box for box, _ in pieces])]
+  """Pieces (an image's components, or runs of window strokes) grouped where they overlap horizontally (a 5
+  and its separate top bar), left to right, each group's pieces in their order (window strokes in the
+  order they were drawn, for `_cut_run`)."""
+  return [[pieces[i] for i in sorted(group)] for group in _merge_boxes([box for box, _ in pieces])]
 
 
 def _touching(a: tuple[Box, np.ndarray], b: tuple[Box, np.ndarray]) -> bool:
@@ -517,16 +518,14 @@ def _group_strokes(pieces: list[tuple[Box, np.ndarray]]) -> list[list[tuple[Box,
   """Window strokes grouped into digits, using the order they were drawn in: a stroke whose ink touches
   the strokes drawn just before it is one piece with them (a 4's second stroke, a 7's hook, a 5's bar
   written at once), as touching ink is one component in an image, however little their boxes overlap;
-  then pieces that overlap horizontally are grouped, as `_group` groups an image's, each group's pieces in
-  the order they were drawn."""
+  then pieces that overlap horizontally are grouped (`_group`)."""
   runs: list[list[tuple[Box, np.ndarray]]] = []
   for piece in pieces:
     if runs and any(_touching(before, piece) for before in runs[-1]):
       runs[-1].append(piece)
     else:
       runs.append([piece])
-  runs = [_run(run) for run in runs]
-  return [[runs[i] for i in sorted(group)] for group in _merge_boxes([box for box, _ in runs])]
+  return _group([_run(run) for run in runs])
 
 
 class _Run(tuple):
